@@ -1,0 +1,145 @@
+// Package cli implements the subcommands of the herald binary. Main is the
+// whole program but for reading os.Args and exiting, so that tests can run
+// every subcommand in process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Exit codes of the herald binary, documented in docs/cli.md.
+const (
+	ExitOK      = 0 // success
+	ExitFailure = 1 // the command ran and failed
+	ExitUsage   = 2 // the command line is wrong
+)
+
+// env is what a subcommand runs with.
+type env struct {
+	ctx            context.Context
+	stdout, stderr io.Writer
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(e *env, args []string) error
+}
+
+// commands lists the subcommands in the order help shows them.
+func commands() []command {
+	return []command{
+		{"version", "print the version of herald", runVersion},
+		{"help", "show help for herald or one of its commands", runHelp},
+	}
+}
+
+// usageError is a mistake on the command line: the command prints it with
+// its usage and exits with ExitUsage.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// Main runs the herald command line args (without the program name) and
+// returns the process's exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		printUsage(stderr)
+		return ExitUsage
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help":
+		printUsage(stdout)
+		return ExitOK
+	case "-version", "--version":
+		name = "version"
+	}
+	i := slices.IndexFunc(commands(), func(c command) bool { return c.name == name })
+	if i < 0 {
+		fmt.Fprintf(stderr, "herald: unknown command %q\n\n", name)
+		printUsage(stderr)
+		return ExitUsage
+	}
+	err := commands()[i].run(e, rest)
+	var ue usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "herald %s: %v\nRun 'herald help %s' for usage.\n", name, err, name)
+		return ExitUsage
+	default:
+		fmt.Fprintf(stderr, "herald %s: %v\n", name, err)
+		return ExitFailure
+	}
+}
+
+func printUsage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("herald is a Server-Sent Events hub that speaks the Mercure protocol.\n\n")
+	b.WriteString("Usage:\n\n\therald <command> [flags]\n\nCommands:\n\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "\t%-14s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nRun 'herald help <command>' for the flags of a command.\n")
+	io.WriteString(w, b.String())
+}
+
+// newFlags returns the flag set of a subcommand, printing its usage to the
+// command's stderr.
+func newFlags(e *env, name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("herald "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: herald %s %s\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args into fs, turning a bad flag into a usage error (the
+// flag package has printed it already).
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+func runHelp(e *env, args []string) error {
+	if len(args) == 0 {
+		printUsage(e.stdout)
+		return nil
+	}
+	if len(args) > 1 {
+		return usagef("help takes one command name, got %d arguments", len(args))
+	}
+	for _, c := range commands() {
+		if c.name == args[0] && c.name != "help" {
+			return c.run(&env{ctx: e.ctx, stdout: e.stdout, stderr: e.stdout}, []string{"-h"})
+		}
+	}
+	if args[0] == "help" {
+		printUsage(e.stdout)
+		return nil
+	}
+	return usagef("unknown command %q", args[0])
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# scripts/test.sh runs every test of herald, the same way on a laptop and in
+# CI (.ci/run calls it): formatting, go vet, the dependency rule of the light
+# packages, all tests under the race detector, a short fuzzing run of each
+# parser, and a single pass of every benchmark (so that none rots).
+#
+# Whatever the tests need that a fresh machine may lack, this script installs
+# or starts, idempotently.
+#
+# Environment:
+#   FUZZTIME   how long each fuzz target runs (default 10s; 0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZTIME=${FUZZTIME:-10s}
+started=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$*" "$(($(date +%s) - started))"; }
+
+step "toolchain"
+go version
+
+step "gofmt"
+files=$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
+unformatted=$(gofmt -l $files)
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:" $unformatted
+	exit 1
+fi
+
+step "go vet"
+go vet ./...
+(cd bench && go vet ./...)
+
+step "sse and client import only the standard library"
+for pkg in ./sse; do
+	extra=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$pkg" | grep -v "^$(go list "$pkg")\$" || true)
+	if [ -n "$extra" ]; then
+		echo "$pkg imports non-standard packages: $extra"
+		exit 1
+	fi
+done
+
+step "go test -race"
+go test -race -count=1 ./...
+
+if [ "$FUZZTIME" != "0" ]; then
+	step "fuzzing, $FUZZTIME per target"
+	for target in FuzzDecode FuzzRoundTrip; do
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" ./sse
+	done
+fi
+
+step "benchmark module: tests and one pass of each benchmark"
+(cd bench && go test -count=1 -bench . -benchtime 1x ./...)
+
+step "all tests passed"
