@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 )
@@ -20,10 +21,28 @@ const (
 	ExitUsage   = 2 // the command line is wrong
 )
 
+// Env is what the commands run with: the process's streams and
+// environment, or a test's.
+type Env struct {
+	Stdout, Stderr io.Writer
+	// LookupEnv reads an environment variable; nil means none is set.
+	LookupEnv func(string) (string, bool)
+	// Listening, if set, is called with the address a server listens on.
+	Listening func(addr string)
+}
+
 // env is what a subcommand runs with.
 type env struct {
+	Env
 	ctx            context.Context
 	stdout, stderr io.Writer
+}
+
+func (e *env) lookupEnv(name string) (string, bool) {
+	if e.LookupEnv == nil {
+		return "", false
+	}
+	return e.LookupEnv(name)
 }
 
 type command struct {
@@ -35,6 +54,7 @@ type command struct {
 // commands lists the subcommands in the order help shows them.
 func commands() []command {
 	return []command{
+		{"serve", "run the hub", runServe},
 		{"version", "print the version of herald", runVersion},
 		{"help", "show help for herald or one of its commands", runHelp},
 	}
@@ -51,10 +71,17 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
-// Main runs the herald command line args (without the program name) and
-// returns the process's exit code.
+// Main runs the herald command line args (without the program name) with
+// the process's environment and returns the process's exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
+	return Run(ctx, args, Env{Stdout: stdout, Stderr: stderr, LookupEnv: os.LookupEnv})
+}
+
+// Run runs the command line args in the environment given, and returns the
+// exit code.
+func Run(ctx context.Context, args []string, environ Env) int {
+	stdout, stderr := environ.Stdout, environ.Stderr
+	e := &env{Env: environ, ctx: ctx, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
 		printUsage(stderr)
 		return ExitUsage
@@ -134,7 +161,7 @@ func runHelp(e *env, args []string) error {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] && c.name != "help" {
-			return c.run(&env{ctx: e.ctx, stdout: e.stdout, stderr: e.stdout}, []string{"-h"})
+			return c.run(&env{Env: e.Env, ctx: e.ctx, stdout: e.stdout, stderr: e.stdout}, []string{"-h"})
 		}
 	}
 	if args[0] == "help" {

@@ -1,0 +1,348 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-sse/herald/sse"
+)
+
+// Defaults of Config.
+const (
+	// DefaultHeartbeat is the silence after which a subscriber gets a
+	// comment: it keeps proxies from cutting idle streams and reveals
+	// clients that have gone. Mercure's default.
+	DefaultHeartbeat = 40 * time.Second
+	// DefaultMaxLifetime bounds a subscription's connection, which the hub
+	// closes after 80 to 100 % of it (at random, so that reconnections
+	// spread out). The client reconnects and resumes with Last-Event-ID.
+	// Mercure calls it write_timeout.
+	DefaultMaxLifetime = 600 * time.Second
+	// DefaultDispatchTimeout bounds one write to a subscriber: a client
+	// that takes no bytes for this long is disconnected.
+	DefaultDispatchTimeout = 5 * time.Second
+	// DefaultMaxBodySize bounds a publish request's body.
+	DefaultMaxBodySize = 1 << 20
+	// DefaultCookieName is the cookie that carries a token.
+	DefaultCookieName = "mercureAuthorization"
+	// DefaultMaxEndedTopics bounds the ended topics the hub remembers: a
+	// topic forgotten is served again like any other.
+	DefaultMaxEndedTopics = 100_000
+)
+
+// Config configures a Hub. Its zero value gives a working hub that keeps
+// its history in memory, accepts updates from Go (Publish) but not over
+// HTTP, and serves public updates to anonymous subscribers.
+type Config struct {
+	// Log is the history. Nil means a MemoryLog of DefaultHistorySize
+	// events, which the hub closes with itself; a Log given here is the
+	// caller's to close, after the hub.
+	Log Log
+
+	// PublisherKey verifies the tokens of publishers. Nil disables
+	// publishing over HTTP.
+	PublisherKey *Key
+	// SubscriberKey verifies the tokens of subscribers, which grant access
+	// to private updates. Nil means no subscriber can present a token.
+	SubscriberKey *Key
+	// Anonymous lets subscribers without a token in; they receive public
+	// updates only. Without a SubscriberKey every subscriber is anonymous
+	// and this is taken as true.
+	Anonymous bool
+	// CookieName is the cookie that may carry a token. Empty means
+	// DefaultCookieName.
+	CookieName string
+	// PublishOrigins lists the origins (scheme://host[:port]) from which
+	// a browser may publish with a token in a cookie; "*" allows any. A
+	// publish authorized by a cookie from another origin is refused, which
+	// defeats cross-site request forgery.
+	PublishOrigins []string
+	// CORSOrigins lists the origins allowed to make cross-origin requests
+	// with credentials; "*" allows any.
+	CORSOrigins []string
+	// Subscriptions enables the subscriptions API and the events the hub
+	// publishes when a subscriber connects or leaves.
+	Subscriptions bool
+
+	// Heartbeat is the silence after which a subscriber gets a comment.
+	// Zero means DefaultHeartbeat; negative means none.
+	Heartbeat time.Duration
+	// MaxLifetime bounds a subscription's connection. Zero means
+	// DefaultMaxLifetime; negative means no bound but the token's expiry.
+	MaxLifetime time.Duration
+	// DispatchTimeout bounds one write to a subscriber. Zero means
+	// DefaultDispatchTimeout.
+	DispatchTimeout time.Duration
+	// MaxBodySize bounds a publish request's body, in bytes. Zero means
+	// DefaultMaxBodySize.
+	MaxBodySize int64
+	// MaxTopics bounds the topics of an update and the selectors of a
+	// subscription. Zero means DefaultMaxTopics.
+	MaxTopics int
+	// MatchCacheSize bounds the caches of topic matching. Zero means
+	// DefaultMatchCacheSize.
+	MatchCacheSize int
+	// MaxEndedTopics bounds the ended topics remembered. Zero means
+	// DefaultMaxEndedTopics.
+	MaxEndedTopics int
+
+	// Logger receives the hub's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.CookieName == "" {
+		c.CookieName = DefaultCookieName
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = DefaultMaxLifetime
+	}
+	if c.DispatchTimeout <= 0 {
+		c.DispatchTimeout = DefaultDispatchTimeout
+	}
+	if c.MaxBodySize <= 0 {
+		c.MaxBodySize = DefaultMaxBodySize
+	}
+	if c.MaxTopics <= 0 {
+		c.MaxTopics = DefaultMaxTopics
+	}
+	if c.MaxEndedTopics <= 0 {
+		c.MaxEndedTopics = DefaultMaxEndedTopics
+	}
+	if c.SubscriberKey == nil {
+		c.Anonymous = true
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Hub is a Mercure hub: an http.Handler that serves subscriptions and
+// publications at /.well-known/mercure, and Publish for Go programs. Create
+// one with New. It is safe for concurrent use.
+type Hub struct {
+	cfg     Config
+	log     Log
+	ownLog  bool
+	logger  *slog.Logger
+	match   *matcher
+	index   *index
+	ended   *endedTopics
+	timers  *timers
+	runq    chan *subscriber
+	workers int
+
+	// cur is the position the dispatcher is delivering, stored before it
+	// offers the event to any subscriber. See subscriber.collectCatchUp.
+	cur    atomic.Uint64
+	lastID atomic.Pointer[string] // the ID of the last event dispatched
+
+	ctx      context.Context // ends when the hub shuts down
+	cancel   context.CancelFunc
+	closing  atomic.Bool
+	closed   chan struct{}
+	bg       sync.WaitGroup // the dispatcher, the timers, the notices
+	pool     sync.WaitGroup // the workers
+	live     sync.WaitGroup // subscribers not yet finished
+	closeErr error
+	once     sync.Once
+	notes    notices // subscription events waiting to be published
+}
+
+// New returns a running Hub. Call Shutdown or Close to stop it.
+func New(cfg Config) (*Hub, error) {
+	cfg.setDefaults()
+	h := &Hub{
+		cfg:     cfg,
+		log:     cfg.Log,
+		logger:  cfg.Logger,
+		match:   newMatcher(cfg.MatchCacheSize),
+		workers: runtime.GOMAXPROCS(0),
+		closed:  make(chan struct{}),
+	}
+	if h.log == nil {
+		h.log, h.ownLog = NewMemoryLog(MemoryLogConfig{}), true
+	}
+	_, next, err := h.log.Bounds(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("hub: read the log's bounds: %w", err)
+	}
+	h.index = newIndex(h.match)
+	h.ended = newEndedTopics(cfg.MaxEndedTopics)
+	h.timers = newTimers()
+	h.runq = make(chan *subscriber, 4096)
+	h.notes.signal = make(chan struct{}, 1)
+	h.cur.Store(next - 1)
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+
+	h.bg.Add(3)
+	go h.dispatchLoop(next)
+	go h.timerLoop()
+	go h.noticeLoop()
+	h.pool.Add(h.workers)
+	for range h.workers {
+		go h.worker()
+	}
+	return h, nil
+}
+
+// Publish appends u to the history and returns its ID once the log holds
+// it durably; delivery to subscribers follows at once. It refuses an
+// invalid update with an *Error, a duplicate ID with ErrDuplicateID, and
+// any call after Shutdown with ErrClosed. Publish does not check
+// authorization: a Go caller is trusted.
+func (h *Hub) Publish(ctx context.Context, u Update) (string, error) {
+	if h.closing.Load() {
+		return "", ErrClosed
+	}
+	if err := u.validate(h.cfg.MaxTopics); err != nil {
+		return "", err
+	}
+	return h.append(ctx, u)
+}
+
+// append appends an update that passed validation.
+func (h *Hub) append(ctx context.Context, u Update) (string, error) {
+	if u.ID == "" {
+		u.ID = newID()
+	}
+	ev := &Event{Update: u}
+	ev.wire = encode(ev)
+	if err := h.log.Append(ctx, ev); err != nil {
+		return "", err
+	}
+	return u.ID, nil
+}
+
+// encode returns the stream form of an event: what every subscriber is sent.
+func encode(ev *Event) []byte {
+	b, err := sse.Event{ID: ev.ID, Type: ev.Type, Data: ev.Data, Retry: ev.Retry}.AppendText(nil)
+	if err != nil {
+		// The update was validated before it reached the log, or the
+		// log holds an event no publisher could have sent.
+		panic(fmt.Sprintf("hub: encode event %q: %v", ev.ID, err))
+	}
+	return b
+}
+
+// wire returns the encoded form of ev.
+func wire(ev *Event) []byte {
+	if ev.wire != nil {
+		return ev.wire
+	}
+	return encode(ev)
+}
+
+// Shutdown stops the hub: it refuses new subscriptions and publications,
+// closes every subscription (telling each client to come back after a
+// random delay of up to 5 seconds, so that a fleet does not reconnect at
+// once), and waits for them to finish until ctx ends, after which it cuts
+// the remaining connections. It closes the log if the hub created it.
+// Shutdown is idempotent; Close is Shutdown without waiting.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.once.Do(func() {
+		h.closing.Store(true)
+		h.index.subscribers(func(s *subscriber) { s.stop(shutdown) })
+		done := make(chan struct{})
+		go func() {
+			h.live.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			h.index.subscribers(func(s *subscriber) { s.sink.abort() })
+			<-done
+		}
+		// Every subscriber has finished: nothing will be scheduled once
+		// the dispatcher and the timers stop.
+		h.cancel()
+		h.bg.Wait()
+		close(h.runq)
+		h.pool.Wait()
+		if h.ownLog {
+			h.closeErr = h.log.Close()
+		}
+		close(h.closed)
+	})
+	<-h.closed
+	return h.closeErr
+}
+
+// Close stops the hub at once, cutting every connection. See Shutdown.
+func (h *Hub) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return h.Shutdown(ctx)
+}
+
+// Ready reports whether the hub can serve: it fails once the hub is
+// shutting down, or when the log cannot be read.
+func (h *Hub) Ready(ctx context.Context) error {
+	if h.closing.Load() {
+		return ErrClosed
+	}
+	_, _, err := h.log.Bounds(ctx)
+	return err
+}
+
+// dispatchLoop follows the log and offers each event to its subscribers,
+// in log order. It is the only goroutine that offers events.
+func (h *Hub) dispatchLoop(next uint64) {
+	defer h.bg.Done()
+	for {
+		if err := h.log.Wait(h.ctx, next); err != nil {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, ErrClosed) {
+				h.logger.Error("hub: the dispatcher stopped: waiting for the log failed", "error", err)
+			}
+			return
+		}
+		evs, err := h.log.Read(h.ctx, next, 256)
+		if err != nil {
+			if h.ctx.Err() == nil {
+				h.logger.Error("hub: the dispatcher stopped: reading the log failed", "error", err)
+			}
+			return
+		}
+		for _, ev := range evs {
+			h.dispatch(ev)
+			next = ev.Pos + 1
+		}
+	}
+}
+
+// dispatch offers one event to every subscriber that wants it.
+func (h *Hub) dispatch(ev *Event) {
+	h.cur.Store(ev.Pos)
+	h.index.each(ev.Topics, func(s *subscriber) {
+		if !ev.Private || s.authorized(ev.Topics) {
+			s.offer(ev)
+		}
+	})
+	if ev.End {
+		h.endTopics(ev)
+	} else {
+		h.ended.reopen(ev.Topics)
+	}
+	id := ev.ID
+	h.lastID.Store(&id)
+}
+
+// worker runs subscribers scheduled on the pool until the hub stops.
+func (h *Hub) worker() {
+	defer h.pool.Done()
+	var scratch [][]byte
+	for s := range h.runq {
+		s.run(false, &scratch)
+	}
+}
+

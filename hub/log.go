@@ -1,0 +1,48 @@
+package hub
+
+import "context"
+
+// Log is the hub's history: one totally ordered sequence of events, which
+// both live delivery and replay read, so that a subscriber resuming with
+// Last-Event-ID gets every event after its own, once, with no gap.
+//
+// Positions start at 1 and increase by one with each appended event. The
+// log retains the events of positions [first, next); retention drops
+// events from the front only.
+//
+// Implementations are safe for concurrent use. After Close every method
+// returns ErrClosed. The hubtest package holds the behavioural suite that
+// every implementation must pass.
+type Log interface {
+	// Append appends the events in order and returns once they are
+	// durable: an acknowledged event survives a crash of the process (or,
+	// for a log that keeps nothing on disk, for as long as it runs). It
+	// sets each event's Pos and Time. It fails with ErrDuplicateID, having
+	// appended none of them, when an event's ID is already retained or
+	// appears twice among evs. The caller must not change the events
+	// afterwards.
+	Append(ctx context.Context, evs ...*Event) error
+
+	// Read returns up to limit events in order, starting at position from
+	// or, when from is no longer retained, at the first retained event.
+	// It returns no events when from is at or past the end. The caller
+	// must not change the events.
+	Read(ctx context.Context, from uint64, limit int) ([]*Event, error)
+
+	// Lookup returns the position of the retained event with the given
+	// ID. It costs the same however long the history: a seek, not a scan.
+	Lookup(ctx context.Context, id string) (pos uint64, ok bool, err error)
+
+	// Bounds returns the position of the first retained event and the
+	// position the next appended event will get. first == next when the
+	// log retains nothing.
+	Bounds(ctx context.Context) (first, next uint64, err error)
+
+	// Wait blocks until the log's next position is past after, that is
+	// until an event at position after or later has been appended, or ctx
+	// ends.
+	Wait(ctx context.Context, after uint64) error
+
+	// Close releases the log. It is idempotent.
+	Close() error
+}

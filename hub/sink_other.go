@@ -1,0 +1,14 @@
+//go:build !linux
+
+package hub
+
+import "net"
+
+// rawConn writes to a socket without ever waiting for it.
+type rawConn interface {
+	tryWritev(iov [][]byte) (int, error)
+}
+
+// nonblockingConn returns nil: outside Linux every write to a hijacked
+// connection runs on a goroutine of its own.
+func nonblockingConn(net.Conn) rawConn { return nil }

@@ -1,0 +1,252 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/herald-sse/herald/sse"
+)
+
+// lastEventIDParams are the query parameters a last event ID may come in,
+// in order of precedence, after the Last-Event-ID header: Mercure's 0.x
+// name, its 1.0 name, the header's name, and the name of a common
+// EventSource polyfill.
+var lastEventIDParams = []string{"lastEventID", "last_event_id", "Last-Event-ID", "lastEventId"}
+
+// subscribe serves GET /.well-known/mercure: a Server-Sent Events stream of
+// the updates whose topics match the topic selectors of the query.
+func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
+	h.live.Add(1)
+	registered := false
+	defer func() {
+		if !registered {
+			h.live.Done()
+		}
+	}()
+	if h.closing.Load() {
+		writeError(w, ErrClosed)
+		return
+	}
+	c, _, err := h.authenticate(r, h.cfg.SubscriberKey)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if c == nil && !h.cfg.Anonymous {
+		writeError(w, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "subscribing needs a token"})
+		return
+	}
+	q := r.URL.Query()
+	topics, err := h.selectors(q)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+
+	start, resumeID, resumed, err := h.resume(r.Context(), r, q)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	endAt := h.ended.endOf(h.match, topics)
+	if endAt != 0 && start > endAt {
+		// Every topic has ended and the client has had the last event:
+		// 204 tells an EventSource to stop reconnecting.
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+
+	s := &subscriber{
+		h:      h,
+		id:     "urn:uuid:" + uuid.NewString(),
+		topics: topics,
+		claims: c,
+		done:   make(chan struct{}),
+		busy:   true, // this goroutine runs it first
+		mode:   catchingUp,
+		next:   start,
+		endAt:  endAt,
+	}
+	now := time.Now()
+	if lt := h.cfg.MaxLifetime; lt > 0 {
+		// 80 to 100 % of the lifetime, so that reconnections spread out.
+		s.deadline, s.dlReason = now.Add(lt-time.Duration(rand.Int64N(int64(lt/5)+1))), lifetime
+	}
+	if c != nil && !c.expires.IsZero() && (s.deadline.IsZero() || c.expires.Before(s.deadline)) {
+		s.deadline, s.dlReason = c.expires, expired
+	}
+
+	sse.SetHeaders(w, r)
+	hd := w.Header()
+	hd.Set("Pragma", "no-cache")
+	hd.Set("Expires", "0")
+	if resumed {
+		hd.Set("Last-Event-ID", resumeID)
+		hd.Set("Mercure-Last-Event-ID", resumeID)
+	}
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	snk, exec, err := h.openStream(w, r)
+	if err != nil {
+		if h.logger.Enabled(r.Context(), levelDebug) {
+			h.logger.Debug("hub: opening a stream failed", "remote", r.RemoteAddr, "error", err)
+		}
+		return
+	}
+	s.sink, s.exec = snk, exec
+	if exec == onHandler {
+		s.wake = make(chan struct{}, 1)
+	}
+	s.lastWrite.Store(now.UnixNano())
+
+	registered = true
+	h.index.add(s)
+	h.timers.add(s, now)
+	if h.closing.Load() {
+		s.stop(shutdown) // Shutdown may have looked before the add
+	}
+	if h.logger.Enabled(r.Context(), levelDebug) {
+		h.logger.Debug("hub: subscriber joined", "subscriber", s.id, "topics", topics, "remote", r.RemoteAddr)
+	}
+	h.subscriptionEvents(s, true)
+
+	// Catch up here, then hand the subscriber over, unless it is served
+	// by this handler.
+	s.run(true, nil)
+	if exec == onHandler {
+		h.serveInHandler(s, r)
+	}
+}
+
+// selectors returns the topic selectors of a subscription request.
+func (h *Hub) selectors(q url.Values) ([]string, error) {
+	topics := q["topic"]
+	if len(topics) == 0 {
+		return nil, &Error{Status: http.StatusBadRequest, Code: codeMissingTopic, Message: `a subscription needs at least one "topic" parameter`}
+	}
+	if len(topics) > h.cfg.MaxTopics {
+		return nil, &Error{Status: http.StatusBadRequest, Code: codeTooManyTopics,
+			Message: fmt.Sprintf("a subscription may have at most %d topics, this one has %d", h.cfg.MaxTopics, len(topics))}
+	}
+	for _, t := range topics {
+		if err := checkTopic(t); err != nil {
+			return nil, err
+		}
+	}
+	return topics, nil
+}
+
+// resume finds where a subscription starts. Without a last event ID it
+// starts at the end of the log. With one it starts after that event, or,
+// when the ID is "earliest", unknown or no longer retained, at the first
+// retained event; resumeID is then "earliest", the value of the
+// Last-Event-ID response header the protocol asks for.
+func (h *Hub) resume(ctx context.Context, r *http.Request, q url.Values) (start uint64, resumeID string, resumed bool, err error) {
+	first, next, err := h.log.Bounds(ctx)
+	if err != nil {
+		return 0, "", false, err
+	}
+	id, ok := r.Header.Get("Last-Event-ID"), true
+	if id == "" {
+		ok = false
+		for _, p := range lastEventIDParams {
+			if v := q[p]; len(v) > 0 {
+				id, ok = v[0], true
+				break
+			}
+		}
+	}
+	if !ok {
+		return next, "", false, nil
+	}
+	if id != EarliestID {
+		pos, found, err := h.log.Lookup(ctx, id)
+		if err != nil {
+			return 0, "", false, err
+		}
+		if found {
+			return pos + 1, id, true, nil
+		}
+	}
+	return first, EarliestID, true, nil
+}
+
+// openStream starts the response. An HTTP/1.1 connection is hijacked, so
+// that no goroutine stays with it: the status line, the headers and a first
+// comment are written here, and the body is chunked. Otherwise (HTTP/2, or
+// a writer that cannot be hijacked) the handler keeps the response.
+func (h *Hub) openStream(w http.ResponseWriter, r *http.Request) (sink, executor, error) {
+	rc := http.NewResponseController(w)
+	if r.ProtoMajor == 1 && r.ProtoMinor >= 1 {
+		conn, _, err := rc.Hijack()
+		switch {
+		case err == nil:
+			// The server's deadlines no longer apply; the sink sets its own.
+			if err := conn.SetDeadline(time.Time{}); err != nil {
+				conn.Close()
+				return nil, 0, err
+			}
+			cs := newConnSink(conn, h.cfg.DispatchTimeout)
+			if err := cs.writeBlocking([][]byte{responseHead(w.Header())}); err != nil {
+				conn.Close()
+				return nil, 0, err
+			}
+			if cs.nonblocking() {
+				return cs, onPool, nil
+			}
+			return cs, onSpawn, nil
+		case !errors.Is(err, http.ErrNotSupported):
+			return nil, 0, err
+		}
+	}
+	hs := newHandlerSink(w, h.cfg.DispatchTimeout)
+	if err := rc.Flush(); err != nil {
+		if errors.Is(err, http.ErrNotSupported) {
+			writeError(w, fmt.Errorf("hub: the response writer cannot flush: %w", err))
+		}
+		return nil, 0, err
+	}
+	if _, err := hs.send([][]byte{heartbeat}); err != nil {
+		return nil, 0, err
+	}
+	return hs, onHandler, nil
+}
+
+// responseHead returns the head of a chunked 200 response with the given
+// headers, followed by a first chunk holding a comment, which gets the
+// stream going through proxies that wait for body bytes.
+func responseHead(header http.Header) []byte {
+	var b bytes.Buffer
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	header.Set("Transfer-Encoding", "chunked")
+	_ = header.Write(&b)
+	b.WriteString("\r\n2\r\n:\n\r\n")
+	return b.Bytes()
+}
+
+// serveInHandler runs a subscriber served by its handler until it finishes.
+func (h *Hub) serveInHandler(s *subscriber, r *http.Request) {
+	var scratch [][]byte
+	reqDone := r.Context().Done()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.wake:
+			s.run(true, &scratch)
+		case <-reqDone:
+			reqDone = nil
+			s.stop(gone)
+		}
+	}
+}

@@ -1,0 +1,414 @@
+package hub
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Delivery to one subscriber.
+//
+// A subscriber is in one of two modes. Live, the dispatcher appends each
+// event it wants to a small queue of pointers to the shared, already
+// encoded events. Catching up, the dispatcher only wakes it, and its runner
+// reads the log from the subscriber's cursor (next), filtering by topic and
+// authorization. Every subscriber starts catching up, from the position its
+// Last-Event-ID asks for or from the log's end; it turns live once its
+// cursor passes the event the dispatcher is delivering. A live subscriber
+// whose queue fills up, because it reads slower than events come, falls
+// back to catching up: its memory stays bounded, and it loses nothing until
+// the log drops an event it has not read, when it is disconnected (and
+// resumes with Last-Event-ID).
+//
+// The switch to live is exact: the dispatcher stores the position it is
+// delivering (Hub.cur) before it offers the event to anyone, and offers
+// under the subscriber's lock, so a runner that sees, under that lock, its
+// cursor past Hub.cur knows that every later event will be queued for it.
+// Events queued that the cursor has already passed are skipped, so nothing
+// is delivered twice.
+//
+// One runner at a time holds a subscriber: state goes from idle to busy
+// when work arrives and back to idle, under the lock, only when there is
+// none. The runner is a pool worker for connections it can write without
+// blocking, a goroutine of its own while a write must wait, and the
+// request's handler for HTTP/2 streams (see executor).
+
+// maxQueue bounds the events queued for a live subscriber: past it, the
+// subscriber catches up from the log instead, so that a slow reader costs
+// a cursor, not a buffer that grows with the publish rate.
+const maxQueue = 1024
+
+// Bounds on one write to a subscriber: the events of a write share one
+// writev, whose vector holds at most 1024 buffers on Linux.
+const (
+	maxWriteEvents = 512
+	maxWriteBytes  = 256 << 10
+)
+
+// heartbeat is the comment sent to an idle subscriber.
+var heartbeat = []byte(":\n")
+
+type mode uint8
+
+const (
+	catchingUp mode = iota
+	live
+)
+
+type closeReason uint8
+
+const (
+	open     closeReason = iota
+	gone                 // the client went away: a write failed
+	lifetime             // the connection reached its maximum lifetime
+	expired              // the subscriber's token expired
+	ended                // every topic of the subscription ended
+	lost                 // the log dropped events the subscriber had not read
+	shutdown             // the hub is shutting down
+)
+
+func (r closeReason) String() string {
+	return [...]string{"open", "client gone", "maximum lifetime", "token expired", "topics ended", "fell behind the history", "shutdown"}[r]
+}
+
+// executor says who runs a subscriber.
+type executor uint8
+
+const (
+	onPool    executor = iota // a pool worker; a write that would block moves to a goroutine
+	onSpawn                   // a goroutine started for the run
+	onHandler                 // the request's handler, woken through wake
+)
+
+type subscriber struct {
+	h      *Hub
+	id     string   // urn:uuid:…
+	topics []string // the selectors, as requested
+	claims *claims  // nil for an anonymous subscriber
+	sink   sink
+	exec   executor
+	wake   chan struct{} // onHandler: signals work
+	done   chan struct{} // closed when the subscriber has finished
+
+	members []*membership // its entries in the index, guarded by the index's lock
+
+	// Guarded by the timers' lock.
+	due      time.Time
+	deadline time.Time   // when the connection must end; zero: never
+	dlReason closeReason // lifetime or expired
+	slot     int         // index in the timers' heap
+
+	lastWrite atomic.Int64 // time of the last write, in Unix nanoseconds
+
+	mu      sync.Mutex
+	busy    bool // a runner holds or will hold the subscriber
+	mode    mode
+	queue   []*Event // live: events to deliver, in order
+	spare   []*Event // the queue's other buffer
+	next    uint64   // the next position to deliver
+	offered uint64   // the last position offered, to offer each event once
+	beat    bool     // a heartbeat is due
+	endAt   uint64   // close once this position is delivered; 0: never
+	reason  closeReason
+}
+
+// authorized reports whether the subscriber may receive a private update
+// about these topics.
+func (s *subscriber) authorized(topics []string) bool {
+	return s.claims != nil && s.h.match.matchAny(s.claims.Subscribe, topics)
+}
+
+// wants reports whether the subscriber receives ev: one of its selectors
+// matches one of the event's topics, and the event is public or allowed.
+func (s *subscriber) wants(ev *Event) bool {
+	return s.h.match.matchAny(s.topics, ev.Topics) && (!ev.Private || s.authorized(ev.Topics))
+}
+
+// offer hands the subscriber an event the dispatcher found it wants. Only
+// the dispatcher calls it, in log order.
+func (s *subscriber) offer(ev *Event) {
+	s.mu.Lock()
+	if s.reason != open || ev.Pos == s.offered {
+		s.mu.Unlock()
+		return
+	}
+	s.offered = ev.Pos
+	if s.mode == live {
+		if len(s.queue) < maxQueue {
+			s.queue = append(s.queue, ev)
+		} else {
+			s.mode = catchingUp // too slow: read from the log from now on
+			clear(s.queue)
+			s.queue = s.queue[:0]
+		}
+	}
+	run := s.scheduleLocked()
+	s.mu.Unlock()
+	if run {
+		s.h.schedule(s)
+	}
+}
+
+// heartbeatDue asks for a heartbeat.
+func (s *subscriber) heartbeatDue() {
+	s.mu.Lock()
+	s.beat = true
+	run := s.scheduleLocked()
+	s.mu.Unlock()
+	if run {
+		s.h.schedule(s)
+	}
+}
+
+// stop asks the subscriber to close, for reason. The runner closes it.
+func (s *subscriber) stop(reason closeReason) {
+	s.mu.Lock()
+	if s.reason == open {
+		s.reason = reason
+	}
+	run := s.scheduleLocked()
+	s.mu.Unlock()
+	if run {
+		s.h.schedule(s)
+	}
+}
+
+// endAfter closes the subscriber once it has delivered the event at pos.
+func (s *subscriber) endAfter(pos uint64) {
+	s.mu.Lock()
+	if s.endAt == 0 || pos < s.endAt {
+		s.endAt = pos
+	}
+	if s.next > s.endAt && s.reason == open {
+		s.reason = ended // delivered already
+	}
+	run := s.scheduleLocked()
+	s.mu.Unlock()
+	if run {
+		s.h.schedule(s)
+	}
+}
+
+// scheduleLocked marks the subscriber busy and reports whether a runner
+// must be started. s.mu is held.
+func (s *subscriber) scheduleLocked() bool {
+	if s.busy {
+		return false
+	}
+	s.busy = true
+	return true
+}
+
+// schedule starts a runner for a subscriber that turned busy.
+func (h *Hub) schedule(s *subscriber) {
+	switch s.exec {
+	case onPool:
+		h.runq <- s
+	case onSpawn:
+		go s.run(true, nil)
+	case onHandler:
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// batch is one write's worth of work.
+type batch struct {
+	bufs   [][]byte
+	upto   uint64   // the cursor after the write
+	events []*Event // the queue buffer the write came from, to reuse
+}
+
+// run delivers until there is nothing left to do, then leaves the
+// subscriber idle, or closes it. A pool worker passes block false: a write
+// that would block then finishes in a goroutine of its own, which goes on
+// running the subscriber. scratch, when not nil, is a buffer the caller
+// lends for the write vector.
+func (s *subscriber) run(block bool, scratch *[][]byte) {
+	if scratch == nil {
+		scratch = new([][]byte)
+	}
+	for {
+		b, reason, idle := s.collect((*scratch)[:0])
+		switch {
+		case reason != open:
+			s.finish(reason)
+			return
+		case idle:
+			return
+		}
+		*scratch = b.bufs
+		if len(b.bufs) == 0 {
+			s.written(b, nil)
+			continue
+		}
+		sent, err := s.sink.send(b.bufs)
+		if err == nil && !sent {
+			if !block {
+				go func() {
+					s.written(b, s.sink.finish())
+					s.run(true, nil)
+				}()
+				return
+			}
+			err = s.sink.finish()
+		}
+		s.written(b, err)
+	}
+}
+
+// collect returns the next write, or the reason to close, or idle when
+// there is nothing to do (having marked the subscriber idle).
+func (s *subscriber) collect(bufs [][]byte) (b batch, reason closeReason, idle bool) {
+	s.mu.Lock()
+	if s.reason != open {
+		defer s.mu.Unlock()
+		return b, s.reason, false
+	}
+	if s.mode == catchingUp {
+		from := s.next
+		s.mu.Unlock()
+		return s.collectCatchUp(from, bufs)
+	}
+	evs, next := s.queue, s.next
+	if len(evs) == 0 {
+		if s.beat {
+			s.beat = false
+			s.mu.Unlock()
+			return batch{bufs: append(bufs, heartbeat), upto: next}, open, false
+		}
+		s.busy = false
+		s.mu.Unlock()
+		return b, open, true
+	}
+	s.queue, s.spare = s.spare[:0], nil
+	s.beat = false // events keep the connection alive as well
+	s.mu.Unlock()
+
+	b = batch{bufs: bufs, upto: next, events: evs}
+	size := 0
+	for i, ev := range evs {
+		if ev.Pos < next {
+			continue // delivered while catching up
+		}
+		if len(b.bufs) == maxWriteEvents || size >= maxWriteBytes {
+			s.requeue(evs[i:])
+			break
+		}
+		w := wire(ev)
+		b.bufs = append(b.bufs, w)
+		size += len(w)
+		b.upto = ev.Pos + 1
+	}
+	return b, open, false
+}
+
+// requeue puts back at the front of the queue the events a write had no
+// room for.
+func (s *subscriber) requeue(evs []*Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mode == live {
+		s.queue = append(append(make([]*Event, 0, len(evs)+len(s.queue)), evs...), s.queue...)
+	}
+}
+
+// catchUpBatch is the number of events read from the log at a time.
+const catchUpBatch = 256
+
+// collectCatchUp reads the log from the cursor for the next write. When the
+// cursor has reached the end of the log it turns the subscriber live, or,
+// if the dispatcher has meanwhile passed the cursor, returns an empty batch
+// so that the runner reads again.
+func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeReason, bool) {
+	h := s.h
+	evs, err := h.log.Read(h.ctx, from, catchUpBatch)
+	if err != nil {
+		if h.ctx.Err() == nil {
+			h.logger.Error("hub: reading the log for a subscriber failed", "subscriber", s.id, "error", err)
+		}
+		return batch{}, gone, false
+	}
+	if len(evs) > 0 && evs[0].Pos != from {
+		return batch{}, lost, false
+	}
+	if len(evs) == 0 {
+		first, _, err := h.log.Bounds(h.ctx)
+		if err != nil || from < first {
+			return batch{}, lost, false
+		}
+		s.mu.Lock()
+		if s.next > h.cur.Load() {
+			// The dispatcher has not reached the cursor, and offers under
+			// this lock: it will queue every event from here on.
+			s.mode = live
+		}
+		s.mu.Unlock()
+		return batch{upto: from}, open, false
+	}
+	b := batch{bufs: bufs, upto: from}
+	size := 0
+	for _, ev := range evs {
+		if len(b.bufs) == maxWriteEvents || size >= maxWriteBytes {
+			break
+		}
+		b.upto = ev.Pos + 1
+		if s.wants(ev) {
+			w := wire(ev)
+			b.bufs = append(b.bufs, w)
+			size += len(w)
+		}
+	}
+	return b, open, false
+}
+
+// written records the end of a write: it moves the cursor, or, when the
+// write failed, marks the subscriber gone.
+func (s *subscriber) written(b batch, err error) {
+	if err == nil && len(b.bufs) > 0 {
+		s.lastWrite.Store(time.Now().UnixNano())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		if s.reason == open {
+			s.reason = gone
+		}
+		return
+	}
+	s.next = max(s.next, b.upto)
+	if s.endAt != 0 && s.next > s.endAt && s.reason == open {
+		s.reason = ended
+	}
+	if b.events != nil && s.spare == nil && cap(b.events) <= 4*maxWriteEvents {
+		clear(b.events)
+		s.spare = b.events[:0]
+	}
+}
+
+// finish closes the subscriber: it leaves the index, ends the response and
+// releases the connection. Only its runner calls it, once.
+func (s *subscriber) finish(reason closeReason) {
+	h := s.h
+	h.index.remove(s)
+	var final []byte
+	switch reason {
+	case shutdown:
+		// Spread the fleet's reconnections over a few seconds.
+		final = retryHint()
+	case gone:
+		s.sink.abort()
+	}
+	s.sink.close(final)
+	s.mu.Lock()
+	s.queue, s.spare = nil, nil
+	s.mu.Unlock()
+	if h.logger.Enabled(h.ctx, levelDebug) {
+		h.logger.Debug("hub: subscriber left", "subscriber", s.id, "reason", reason.String())
+	}
+	h.subscriptionEvents(s, false)
+	close(s.done)
+	h.live.Done()
+}

@@ -1,0 +1,206 @@
+package hub
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+)
+
+// The subscriptions API and subscription events, as Mercure's 0.x protocol
+// defines them: a private update for each selector of a subscriber when it
+// connects and when it leaves, on the topic
+// /.well-known/mercure/subscriptions/{selector}/{subscriber} (each part
+// URL-encoded), and JSON-LD documents listing the active subscriptions.
+
+const jsonLDContext = "https://mercure.rocks/"
+
+// subscription is one selector of one subscriber, as the API and the
+// subscription events describe it.
+type subscription struct {
+	Context     string          `json:"@context,omitempty"`
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	Subscriber  string          `json:"subscriber"`
+	Topic       string          `json:"topic"`
+	Active      bool            `json:"active"`
+	LastEventID string          `json:"lastEventID,omitempty"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+}
+
+type subscriptionCollection struct {
+	Context       string         `json:"@context"`
+	ID            string         `json:"id"`
+	Type          string         `json:"type"`
+	LastEventID   string         `json:"lastEventID"`
+	Subscriptions []subscription `json:"subscriptions"`
+}
+
+func subscriptionTopic(selector, subscriber string) string {
+	return subscriptionsPath + "/" + url.QueryEscape(selector) + "/" + url.QueryEscape(subscriber)
+}
+
+func (s *subscriber) subscription(selector string, active bool) subscription {
+	sub := subscription{
+		ID:         subscriptionTopic(selector, s.id),
+		Type:       "Subscription",
+		Subscriber: s.id,
+		Topic:      selector,
+		Active:     active,
+	}
+	if s.claims != nil {
+		sub.Payload = s.claims.Payload
+	}
+	return sub
+}
+
+// maxNotices bounds the subscription events waiting to be published: past
+// it, in a storm of connections, the oldest waiting are dropped.
+const maxNotices = 100_000
+
+// notices queues subscription events for the goroutine that publishes them
+// in batches.
+type notices struct {
+	mu      sync.Mutex
+	pending []Update
+	signal  chan struct{}
+}
+
+// subscriptionEvents publishes the events of a subscriber's connection or
+// departure, when the hub has subscriptions enabled.
+func (h *Hub) subscriptionEvents(s *subscriber, active bool) {
+	if !h.cfg.Subscriptions {
+		return
+	}
+	n := &h.notes
+	n.mu.Lock()
+	for _, sel := range s.topics {
+		sub := s.subscription(sel, active)
+		sub.Context = jsonLDContext
+		data, err := json.Marshal(sub)
+		if err != nil {
+			continue // a payload that is not JSON cannot come from a verified token
+		}
+		n.pending = append(n.pending, Update{Topics: []string{sub.ID}, Data: string(data), Private: true})
+	}
+	if drop := len(n.pending) - maxNotices; drop > 0 {
+		n.pending = n.pending[drop:]
+		h.logger.Warn("hub: too many subscription events waiting; dropped the oldest", "dropped", drop)
+	}
+	n.mu.Unlock()
+	select {
+	case n.signal <- struct{}{}:
+	default:
+	}
+}
+
+// noticeLoop publishes subscription events, all that wait at a time in one
+// append, from a goroutine of its own so that a slow log never holds up a
+// subscriber.
+func (h *Hub) noticeLoop() {
+	defer h.bg.Done()
+	n := &h.notes
+	for {
+		select {
+		case <-n.signal:
+		case <-h.ctx.Done():
+			return
+		}
+		n.mu.Lock()
+		batch := n.pending
+		n.pending = nil
+		n.mu.Unlock()
+		evs := make([]*Event, len(batch))
+		for i, u := range batch {
+			u.ID = newID()
+			evs[i] = &Event{Update: u}
+			evs[i].wire = encode(evs[i])
+		}
+		if err := h.log.Append(h.ctx, evs...); err != nil && h.ctx.Err() == nil {
+			h.logger.Warn("hub: publishing subscription events failed", "events", len(evs), "error", err)
+		}
+	}
+}
+
+// subscriptions serves the subscriptions API:
+//
+//	/.well-known/mercure/subscriptions                        every active subscription
+//	/.well-known/mercure/subscriptions/{topic}                those of one selector
+//	/.well-known/mercure/subscriptions/{topic}/{subscriber}   one subscription
+//
+// The caller needs a subscriber token whose mercure.subscribe claim matches
+// the request's path.
+func (h *Hub) subscriptions(w http.ResponseWriter, r *http.Request) {
+	c, _, err := h.authenticate(r, h.cfg.SubscriberKey)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if c == nil {
+		writeError(w, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "the subscriptions API needs a token"})
+		return
+	}
+	path := r.URL.EscapedPath()
+	if !h.match.matchAny(c.Subscribe, []string{path}) {
+		writeError(w, &Error{Status: http.StatusForbidden, Code: codeForbidden, Message: "the token's mercure.subscribe claim does not cover " + path})
+		return
+	}
+	var filter []string
+	if rest := strings.TrimPrefix(path, subscriptionsPath); rest != "" {
+		for _, seg := range strings.Split(strings.TrimPrefix(rest, "/"), "/") {
+			v, err := url.QueryUnescape(seg)
+			if err != nil || v == "" {
+				writeError(w, &Error{Status: http.StatusBadRequest, Code: codeInvalidTopic, Message: "malformed subscriptions path"})
+				return
+			}
+			filter = append(filter, v)
+		}
+	}
+	if len(filter) > 2 {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such resource"})
+		return
+	}
+
+	lastID := EarliestID
+	if p := h.lastID.Load(); p != nil {
+		lastID = *p
+	}
+	etag := `"` + strings.NewReplacer("%", "%25", `"`, "%22").Replace(lastID) + `"`
+	w.Header().Set("ETag", etag)
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+
+	var subs []subscription
+	h.index.subscribers(func(s *subscriber) {
+		if len(filter) == 2 && s.id != filter[1] {
+			return
+		}
+		for _, sel := range s.topics {
+			if len(filter) == 0 || sel == filter[0] {
+				subs = append(subs, s.subscription(sel, true))
+			}
+		}
+	})
+	w.Header().Set("Content-Type", "application/ld+json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if len(filter) == 2 {
+		if len(subs) == 0 {
+			writeError(w, &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such subscription"})
+			return
+		}
+		sub := subs[0]
+		sub.Context, sub.LastEventID = jsonLDContext, lastID
+		_ = enc.Encode(sub)
+		return
+	}
+	if subs == nil {
+		subs = []subscription{}
+	}
+	_ = enc.Encode(subscriptionCollection{
+		Context: jsonLDContext, ID: path, Type: "Subscriptions", LastEventID: lastID, Subscriptions: subs,
+	})
+}

@@ -1,0 +1,220 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/herald-sse/herald/hub"
+	"github.com/herald-sse/herald/internal/config"
+)
+
+func runServe(e *env, args []string) error {
+	fs := newFlags(e, "serve", "[flags]")
+	load := config.Flags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments: %q", fs.Args())
+	}
+	cfg, err := load(e.lookupEnv)
+	if err != nil {
+		return usageError{err}
+	}
+	logger := newLogger(cfg, e.stderr)
+
+	hc, dev, err := hubConfig(cfg, logger)
+	if err != nil {
+		return usageError{err}
+	}
+	h, err := hub.New(hc)
+	if err != nil {
+		return err
+	}
+	defer hc.Log.Close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		_ = h.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           routes(h),
+		ReadHeaderTimeout: 10 * time.Second, // a slow client cannot hold a connection before its request
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// No WriteTimeout: streams last. Each write to a subscriber has
+		// its own deadline, the dispatch timeout.
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	base := scheme + "://" + displayAddr(ln.Addr())
+	fmt.Fprintf(e.stderr, "herald %s: the hub is at %s%s\n", Version(), base, hub.Path)
+	if dev != nil {
+		printDevSetup(e.stderr, base, dev)
+	}
+	if e.Listening != nil {
+		e.Listening(ln.Addr().String())
+	}
+
+	served := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			served <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-served:
+		_ = h.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-e.ctx.Done():
+	}
+
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- h.Shutdown(ctx) }()
+	err = srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = srv.Close()
+	}
+	return errors.Join(err, <-hubDone)
+}
+
+// routes serves the hub and the health endpoints.
+func routes(h *hub.Hub) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := h.Ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	return mux
+}
+
+// devSetup is the configuration the daemon makes up when it is given no
+// key: a random key for both publishers and subscribers, and a token.
+type devSetup struct {
+	key   string
+	token string
+}
+
+// hubConfig turns the daemon's configuration into the hub's.
+func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, error) {
+	var dev *devSetup
+	pubKey, subKey := cfg.PublisherJWTKey, cfg.SubscriberJWTKey
+	if pubKey == "" {
+		var raw [32]byte
+		_, _ = rand.Read(raw[:])
+		key := hex.EncodeToString(raw[:])
+		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"mercure": map[string]any{"publish": []string{"*"}, "subscribe": []string{"*"}},
+		}).SignedString([]byte(key))
+		if err != nil {
+			return hub.Config{}, nil, err
+		}
+		dev = &devSetup{key: key, token: token}
+		pubKey, cfg.PublisherJWTAlg = key, "HS256"
+	}
+	pk, err := hub.NewKey(cfg.PublisherJWTAlg, []byte(pubKey))
+	if err != nil {
+		return hub.Config{}, nil, fmt.Errorf("publisher key: %w", err)
+	}
+	sk := pk
+	if subKey != "" {
+		alg := cfg.SubscriberJWTAlg
+		if alg == "" {
+			alg = cfg.PublisherJWTAlg
+		}
+		if sk, err = hub.NewKey(alg, []byte(subKey)); err != nil {
+			return hub.Config{}, nil, fmt.Errorf("subscriber key: %w", err)
+		}
+	}
+	anonymous := dev != nil
+	if cfg.Anonymous != nil {
+		anonymous = *cfg.Anonymous
+	}
+	hc := hub.Config{
+		Log:             hub.NewMemoryLog(hub.MemoryLogConfig{Size: cfg.HistorySize, MaxAge: cfg.HistoryMaxAge}),
+		PublisherKey:    pk,
+		SubscriberKey:   sk,
+		Anonymous:       anonymous,
+		CookieName:      cfg.CookieName,
+		PublishOrigins:  cfg.PublishOrigins,
+		CORSOrigins:     cfg.CORSOrigins,
+		Subscriptions:   cfg.Subscriptions,
+		Heartbeat:       orNone(cfg.Heartbeat),
+		MaxLifetime:     orNone(cfg.WriteTimeout),
+		DispatchTimeout: cfg.DispatchTimeout,
+		MaxBodySize:     cfg.MaxBodySize,
+		MaxTopics:       cfg.MaxTopics,
+		Logger:          logger,
+	}
+	return hc, dev, nil
+}
+
+// orNone maps the daemon's "0 means none" to the hub's negative value.
+func orNone(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// displayAddr turns a listening address into one a person can paste.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func printDevSetup(w io.Writer, base string, dev *devSetup) {
+	hubURL := base + hub.Path
+	var b strings.Builder
+	b.WriteString("\nDevelopment setup: no key is configured, so herald made one up for this run.\n")
+	fmt.Fprintf(&b, "  Key (HS256, publishers and subscribers): %s\n", dev.key)
+	b.WriteString("  Set HERALD_PUBLISHER_JWT_KEY (or MERCURE_PUBLISHER_JWT_KEY) to choose your own.\n")
+	b.WriteString("  Anonymous subscribers are allowed. A token that may publish and subscribe to every topic:\n")
+	fmt.Fprintf(&b, "    %s\n\n", dev.token)
+	b.WriteString("  Subscribe:\n")
+	fmt.Fprintf(&b, "    curl -N '%s?topic=demo'\n", hubURL)
+	b.WriteString("  Publish:\n")
+	fmt.Fprintf(&b, "    curl -d topic=demo -d data=hello -H 'Authorization: Bearer %s' %s\n\n", dev.token, hubURL)
+	_, _ = io.WriteString(w, b.String())
+}

@@ -1,0 +1,257 @@
+// Package config is the configuration of the herald daemon: one typed
+// struct, filled from command-line flags, then environment variables, then
+// defaults, in that order of precedence. Only the daemon reads it; the
+// libraries take plain structs.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything "herald serve" can be told.
+type Config struct {
+	Addr string
+
+	PublisherJWTKey  string
+	PublisherJWTAlg  string
+	SubscriberJWTKey string
+	SubscriberJWTAlg string
+	// Anonymous is nil when not set: the daemon then allows anonymous
+	// subscribers only in its development setup (no key configured).
+	Anonymous *bool
+
+	CORSOrigins    []string
+	PublishOrigins []string
+	CookieName     string
+	Subscriptions  bool
+
+	Heartbeat       time.Duration
+	WriteTimeout    time.Duration
+	DispatchTimeout time.Duration
+	ShutdownTimeout time.Duration
+
+	Store         string
+	HistorySize   int
+	HistoryMaxAge time.Duration
+	MaxBodySize   int64
+	MaxTopics     int
+
+	TLSCert string
+	TLSKey  string
+
+	LogLevel  string
+	LogFormat string
+}
+
+// Stores lists the values of the store option.
+var Stores = []string{"memory"}
+
+// option is one setting: its flag, the environment variables that may set
+// it (the first is herald's own, others are aliases Mercure users know),
+// and where it goes.
+type option struct {
+	flag  string
+	env   []string
+	usage string
+	value flag.Value
+}
+
+func (c *Config) options() []option {
+	return []option{
+		{"addr", env("ADDR"), "the address to listen on", (*strValue)(&c.Addr)},
+		{"publisher-jwt-key", env("PUBLISHER_JWT_KEY", "MERCURE_PUBLISHER_JWT_KEY"), "the key that verifies publishers' tokens: a secret for HS*, a PEM public key otherwise", (*strValue)(&c.PublisherJWTKey)},
+		{"publisher-jwt-alg", env("PUBLISHER_JWT_ALG", "MERCURE_PUBLISHER_JWT_ALG"), "the publishers' signing algorithm (HS256, HS384, HS512, RS*, PS*, ES*, EdDSA)", (*strValue)(&c.PublisherJWTAlg)},
+		{"subscriber-jwt-key", env("SUBSCRIBER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY"), "the key that verifies subscribers' tokens (default: the publisher key)", (*strValue)(&c.SubscriberJWTKey)},
+		{"subscriber-jwt-alg", env("SUBSCRIBER_JWT_ALG", "MERCURE_SUBSCRIBER_JWT_ALG"), "the subscribers' signing algorithm (default: the publishers')", (*strValue)(&c.SubscriberJWTAlg)},
+		{"anonymous", env("ANONYMOUS"), "allow subscribers without a token (default: only when no key is configured)", &boolPtrValue{&c.Anonymous}},
+		{"cors-origins", env("CORS_ORIGINS"), "origins allowed to make cross-origin requests, separated by spaces or commas; * for any", (*listValue)(&c.CORSOrigins)},
+		{"publish-origins", env("PUBLISH_ORIGINS"), "origins from which browsers may publish with a cookie; * for any", (*listValue)(&c.PublishOrigins)},
+		{"cookie-name", env("COOKIE_NAME"), "the cookie that may carry a token", (*strValue)(&c.CookieName)},
+		{"subscriptions", env("SUBSCRIPTIONS"), "enable the subscriptions API and subscription events", (*boolValue)(&c.Subscriptions)},
+		{"heartbeat", env("HEARTBEAT"), "the silence after which a subscriber gets a comment; 0 for none", (*durationValue)(&c.Heartbeat)},
+		{"write-timeout", env("WRITE_TIMEOUT"), "the maximum lifetime of a subscription's connection (closed after 80-100% of it); 0 for none", (*durationValue)(&c.WriteTimeout)},
+		{"dispatch-timeout", env("DISPATCH_TIMEOUT"), "how long one write to a subscriber may take", (*durationValue)(&c.DispatchTimeout)},
+		{"shutdown-timeout", env("SHUTDOWN_TIMEOUT"), "how long a graceful shutdown may take before connections are cut", (*durationValue)(&c.ShutdownTimeout)},
+		{"store", env("STORE"), "where the history is kept: " + strings.Join(Stores, ", "), (*strValue)(&c.Store)},
+		{"history-size", env("HISTORY_SIZE"), "the number of events the history retains", (*intValue)(&c.HistorySize)},
+		{"history-max-age", env("HISTORY_MAX_AGE"), "drop events older than this from the history; 0 for no limit", (*durationValue)(&c.HistoryMaxAge)},
+		{"max-body-size", env("MAX_BODY_SIZE"), "the largest publish request body, in bytes", (*int64Value)(&c.MaxBodySize)},
+		{"max-topics", env("MAX_TOPICS"), "the most topics in one update or subscription", (*intValue)(&c.MaxTopics)},
+		{"tls-cert", env("TLS_CERT"), "a PEM certificate file: serve HTTPS (and HTTP/2)", (*strValue)(&c.TLSCert)},
+		{"tls-key", env("TLS_KEY"), "the PEM private key file of -tls-cert", (*strValue)(&c.TLSKey)},
+		{"log-level", env("LOG_LEVEL"), "debug, info, warn or error", (*strValue)(&c.LogLevel)},
+		{"log-format", env("LOG_FORMAT"), "text or json", (*strValue)(&c.LogFormat)},
+	}
+}
+
+// env returns HERALD_<name> followed by the aliases.
+func env(name string, aliases ...string) []string {
+	return append([]string{"HERALD_" + name}, aliases...)
+}
+
+// Default returns the configuration of a daemon told nothing.
+func Default() Config {
+	return Config{
+		Addr:            ":8080",
+		PublisherJWTAlg: "HS256",
+		CookieName:      "mercureAuthorization",
+		Heartbeat:       40 * time.Second,
+		WriteTimeout:    600 * time.Second,
+		DispatchTimeout: 5 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+		Store:           "memory",
+		HistorySize:     10_000,
+		MaxBodySize:     1 << 20,
+		MaxTopics:       1000,
+		LogLevel:        "info",
+		LogFormat:       "text",
+	}
+}
+
+// Flags registers the options on fs and returns a function that, once fs
+// has parsed the command line, applies the environment (a lookup such as
+// os.LookupEnv) to the options no flag set, checks the result and returns
+// it.
+func Flags(fs *flag.FlagSet) (load func(lookup func(string) (string, bool)) (Config, error)) {
+	c := Default()
+	opts := c.options()
+	for _, o := range opts {
+		fs.Var(o.value, o.flag, fmt.Sprintf("%s (env %s)", o.usage, strings.Join(o.env, ", ")))
+	}
+	return func(lookup func(string) (string, bool)) (Config, error) {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, o := range opts {
+			if set[o.flag] {
+				continue
+			}
+			for _, name := range o.env {
+				v, ok := lookup(name)
+				if !ok {
+					continue
+				}
+				if err := o.value.Set(v); err != nil {
+					return Config{}, fmt.Errorf("environment variable %s: %w", name, err)
+				}
+				break
+			}
+		}
+		return c, c.Validate()
+	}
+}
+
+// Validate checks the values, and the ones that only make sense together.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("addr: empty"))
+	}
+	if !slices.Contains(Stores, c.Store) {
+		errs = append(errs, fmt.Errorf("store: %q is not one of %s", c.Store, strings.Join(Stores, ", ")))
+	}
+	if c.HistorySize <= 0 {
+		errs = append(errs, fmt.Errorf("history-size: %d is not positive", c.HistorySize))
+	}
+	if c.MaxBodySize <= 0 {
+		errs = append(errs, fmt.Errorf("max-body-size: %d is not positive", c.MaxBodySize))
+	}
+	if c.MaxTopics <= 0 {
+		errs = append(errs, fmt.Errorf("max-topics: %d is not positive", c.MaxTopics))
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"heartbeat", c.Heartbeat}, {"write-timeout", c.WriteTimeout}, {"history-max-age", c.HistoryMaxAge}, {"shutdown-timeout", c.ShutdownTimeout}} {
+		if d.d < 0 {
+			errs = append(errs, fmt.Errorf("%s: %v is negative", d.name, d.d))
+		}
+	}
+	if c.DispatchTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("dispatch-timeout: %v is not positive", c.DispatchTimeout))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key go together"))
+	}
+	if c.SubscriberJWTKey != "" && c.PublisherJWTKey == "" {
+		errs = append(errs, errors.New("subscriber-jwt-key without publisher-jwt-key: set both, or only the publisher key to use it for both"))
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log-format: %q is not text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+type strValue string
+
+func (v *strValue) String() string     { return string(*v) }
+func (v *strValue) Set(s string) error { *v = strValue(s); return nil }
+
+type boolValue bool
+
+func (v *boolValue) String() string { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	*v = boolValue(b)
+	return err
+}
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+type boolPtrValue struct{ p **bool }
+
+func (v *boolPtrValue) String() string {
+	if v.p == nil || *v.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(**v.p)
+}
+func (v *boolPtrValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	*v.p = &b
+	return err
+}
+func (v *boolPtrValue) IsBoolFlag() bool { return true }
+
+type intValue int
+
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	*v = intValue(n)
+	return err
+}
+
+type int64Value int64
+
+func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
+func (v *int64Value) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	*v = int64Value(n)
+	return err
+}
+
+type durationValue time.Duration
+
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	*v = durationValue(d)
+	return err
+}
+
+// listValue takes origins separated by spaces or commas.
+type listValue []string
+
+func (v *listValue) String() string { return strings.Join(*v, " ") }
+func (v *listValue) Set(s string) error {
+	*v = strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+	return nil
+}
