@@ -345,4 +345,3 @@ func (h *Hub) worker() {
 		s.run(false, &scratch)
 	}
 }
-

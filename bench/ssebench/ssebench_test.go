@@ -18,8 +18,8 @@ import (
 	"strings"
 	"testing"
 
-	ld "github.com/launchdarkly/eventsource"
 	herald "github.com/herald-sse/herald/sse"
+	ld "github.com/launchdarkly/eventsource"
 	gosse "github.com/tmaxmax/go-sse"
 )
 
