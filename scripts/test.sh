@@ -20,8 +20,7 @@ step "toolchain"
 go version
 
 step "gofmt"
-files=$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
-unformatted=$(gofmt -l $files)
+unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
 	echo "gofmt would change:" $unformatted
 	exit 1
