@@ -8,3 +8,5 @@ require (
 	github.com/yosida95/uritemplate/v3 v3.0.2
 	golang.org/x/sys v0.49.0
 )
+
+require github.com/tmaxmax/go-sse v0.12.0

@@ -314,6 +314,9 @@ func (h *Hub) dispatchLoop(next uint64) {
 			return
 		}
 		for _, ev := range evs {
+			if ev.Pos != next {
+				h.fellBehind(next, ev.Pos)
+			}
 			h.dispatch(ev)
 			next = ev.Pos + 1
 		}
@@ -335,6 +338,17 @@ func (h *Hub) dispatch(ev *Event) {
 	}
 	id := ev.ID
 	h.lastID.Store(&id)
+}
+
+// fellBehind handles events the log dropped before the dispatcher read
+// them, the positions [from, to): publishers outran the dispatcher by more
+// than the log retains. Live subscribers may have wanted them, so each goes
+// back to reading the log at its cursor, finds the events gone, and is
+// disconnected, to resume with Last-Event-ID: a gap is never silent.
+func (h *Hub) fellBehind(from, to uint64) {
+	h.logger.Warn("hub: the history dropped events before they were delivered; increase its size",
+		"first", from, "last", to-1)
+	h.index.subscribers(func(s *subscriber) { s.toLog() })
 }
 
 // worker runs subscribers scheduled on the pool until the hub stops.

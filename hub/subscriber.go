@@ -149,6 +149,21 @@ func (s *subscriber) offer(ev *Event) {
 	}
 }
 
+// toLog makes a live subscriber read from the log at its cursor.
+func (s *subscriber) toLog() {
+	s.mu.Lock()
+	if s.reason == open && s.mode == live {
+		s.mode = catchingUp
+		clear(s.queue)
+		s.queue = s.queue[:0]
+	}
+	run := s.scheduleLocked()
+	s.mu.Unlock()
+	if run {
+		s.h.schedule(s)
+	}
+}
+
 // heartbeatDue asks for a heartbeat.
 func (s *subscriber) heartbeatDue() {
 	s.mu.Lock()

@@ -1,0 +1,314 @@
+package hub_test
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/herald-sse/herald/hub"
+)
+
+func TestPublishRefusals(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hub.Config{MaxBodySize: 4 << 10, MaxTopics: 3})
+	good := publisherToken(t)
+	otherKey, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"mercure": map[string]any{"publish": []string{"*"}}}).SignedString([]byte("another key, not the hub's"))
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"mercure": map[string]any{"publish": []string{"*"}}}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	th.publish(t, "taken", "x", "id", "taken-id")
+
+	tests := []struct {
+		name   string
+		form   url.Values
+		token  string
+		ctype  string
+		status int
+		code   string
+	}{
+		{"no token", url.Values{"topic": {"a"}}, "-", "", 401, "missing_token"},
+		{"token signed with another key", url.Values{"topic": {"a"}}, otherKey, "", 401, "invalid_token"},
+		{"alg none", url.Values{"topic": {"a"}}, none, "", 401, "invalid_token"},
+		{"expired token", url.Values{"topic": {"a"}}, token(t, []string{"*"}, nil, time.Now().Add(-time.Hour)), "", 401, "invalid_token"},
+		{"garbage token", url.Values{"topic": {"a"}}, "not.a.token", "", 401, "invalid_token"},
+		{"no publish claim", url.Values{"topic": {"a"}}, token(t, nil, []string{"*"}, time.Time{}), "", 403, "forbidden"},
+		{"topic outside the claim", url.Values{"topic": {"https://example.com/b"}}, token(t, []string{"https://example.com/a"}, nil, time.Time{}), "", 403, "forbidden"},
+		{"one topic of two outside the claim", url.Values{"topic": {"https://example.com/a", "https://example.com/b"}}, token(t, []string{"https://example.com/a"}, nil, time.Time{}), "", 403, "forbidden"},
+		{"missing topic", url.Values{"data": {"x"}}, good, "", 400, "missing_topic"},
+		{"too many topics", url.Values{"topic": {"a", "b", "c", "d"}}, good, "", 400, "too_many_topics"},
+		{"empty topic", url.Values{"topic": {""}}, good, "", 400, "invalid_topic"},
+		{"reserved topic", url.Values{"topic": {"https://example.com/.well-known/mercure/subscriptions/x/y"}}, good, "", 403, "reserved_topic"},
+		{"LF in id", url.Values{"topic": {"a"}, "id": {"a\nb"}}, good, "", 400, "invalid_id"},
+		{"CR in id", url.Values{"topic": {"a"}, "id": {"a\rb"}}, good, "", 400, "invalid_id"},
+		{"NUL in id", url.Values{"topic": {"a"}, "id": {"a\x00b"}}, good, "", 400, "invalid_id"},
+		{"id starting with #", url.Values{"topic": {"a"}, "id": {"#1"}}, good, "", 400, "invalid_id"},
+		{"id earliest", url.Values{"topic": {"a"}, "id": {"earliest"}}, good, "", 400, "invalid_id"},
+		{"duplicate id", url.Values{"topic": {"a"}, "id": {"taken-id"}}, good, "", 409, "duplicate_id"},
+		{"LF in type", url.Values{"topic": {"a"}, "type": {"a\nb"}}, good, "", 400, "invalid_type"},
+		{"NUL in type", url.Values{"topic": {"a"}, "type": {"\x00"}}, good, "", 400, "invalid_type"},
+		{"non-numeric retry", url.Values{"topic": {"a"}, "retry": {"soon"}}, good, "", 400, "invalid_retry"},
+		{"negative retry", url.Values{"topic": {"a"}, "retry": {"-1"}}, good, "", 400, "invalid_retry"},
+		{"body too large", url.Values{"topic": {"a"}, "data": {strings.Repeat("x", 5<<10)}}, good, "", 413, "body_too_large"},
+		{"not a form", url.Values{"topic": {"a"}}, good, "application/json", 415, "unsupported_media_type"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req, _ := http.NewRequest(http.MethodPost, th.url, strings.NewReader(tc.form.Encode()))
+			ctype := "application/x-www-form-urlencoded"
+			if tc.ctype != "" {
+				ctype = tc.ctype
+			}
+			req.Header.Set("Content-Type", ctype)
+			if tc.token != "-" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct{ Error, Message string }
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatalf("body: %v", err)
+			}
+			if resp.StatusCode != tc.status || body.Error != tc.code || body.Message == "" {
+				t.Fatalf("got %d %+v, want %d %s", resp.StatusCode, body, tc.status, tc.code)
+			}
+			if tc.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Fatalf("401 without a WWW-Authenticate challenge")
+			}
+		})
+	}
+}
+
+func TestSubscribeRefusals(t *testing.T) {
+	t.Parallel()
+	key, _ := hub.NewKey("HS256", testKey)
+	closed := newTestHub(t, hub.Config{SubscriberKey: key, MaxTopics: 2}) // no anonymous subscribers
+	open := newTestHub(t, hub.Config{MaxTopics: 2})
+	otherKey, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{}).SignedString([]byte("another key, not the hub's"))
+	tests := []struct {
+		name   string
+		th     *testHub
+		query  string
+		header http.Header
+		status int
+	}{
+		{"missing topic", open, "", nil, 400},
+		{"too many topics", open, q("topic", "a", "topic", "b", "topic", "c"), nil, 400},
+		{"empty topic", open, q("topic", ""), nil, 400},
+		{"anonymous when not allowed", closed, q("topic", "a"), nil, 401},
+		{"invalid token", open, q("topic", "a"), bearer(otherKey), 401},
+		{"invalid token in the query", open, q("topic", "a", "authorization", otherKey), nil, 401},
+		{"expired token", closed, q("topic", "a"), bearer(token(t, nil, []string{"*"}, time.Now().Add(-time.Hour))), 401},
+		{"malformed Authorization", open, q("topic", "a"), header("Authorization", "Basic dXNlcjpwYXNz"), 401},
+		{"two Authorization headers", open, q("topic", "a"), header("Authorization", "Bearer a", "Authorization", "Bearer b"), 401},
+		{"valid token when anonymous is not allowed", closed, q("topic", "a"), bearer(token(t, nil, []string{"a"}, time.Time{})), 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, status := tc.th.open(t, tc.query, tc.header)
+			if s != nil {
+				s.close()
+			}
+			if status != tc.status {
+				t.Fatalf("status %d, want %d", status, tc.status)
+			}
+		})
+	}
+}
+
+func TestPrivateUpdates(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hub.Config{})
+	anon := th.subscribe(t, q("topic", "https://example.com/books/{id}", "topic", "sentinel"), nil)
+	reader := th.subscribe(t, q("topic", "https://example.com/books/{id}", "topic", "sentinel"),
+		bearer(token(t, nil, []string{"https://example.com/books/1"}, time.Time{})))
+	templated := th.subscribe(t, q("topic", "https://example.com/books/{id}", "topic", "sentinel"),
+		bearer(token(t, nil, []string{"https://example.com/books/{id}"}, time.Time{})))
+	viaQuery := th.subscribe(t, q("topic", "https://example.com/books/{id}", "topic", "sentinel",
+		"authorization", token(t, nil, []string{"*"}, time.Time{})), nil)
+	viaCookie := th.subscribe(t, q("topic", "https://example.com/books/{id}", "topic", "sentinel"),
+		header("Cookie", "mercureAuthorization="+token(t, nil, []string{"https://example.com/books/2"}, time.Time{})))
+
+	th.publish(t, "https://example.com/books/1", "private 1", "private", "on")
+	th.publish(t, "https://example.com/books/2", "private 2", "private", "")
+	th.publish(t, "sentinel", "end")
+
+	for _, c := range []struct {
+		name string
+		s    *stream
+		want []string
+	}{
+		{"anonymous", anon, []string{"end"}},
+		{"allowed books/1", reader, []string{"private 1", "end"}},
+		{"allowed by a template", templated, []string{"private 1", "private 2", "end"}},
+		{"token in the query", viaQuery, []string{"private 1", "private 2", "end"}},
+		{"token in a cookie", viaCookie, []string{"private 2", "end"}},
+	} {
+		for _, want := range c.want {
+			if got := c.s.next(t).Data; got != want {
+				t.Errorf("%s: got %q, want %q", c.name, got, want)
+				break
+			}
+		}
+	}
+}
+
+func TestPublishWithCookie(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hub.Config{PublishOrigins: []string{"https://app.example.com"}})
+	cookie := "mercureAuthorization=" + publisherToken(t)
+	for _, c := range []struct {
+		name   string
+		header http.Header
+		status int
+	}{
+		{"allowed origin", header("Cookie", cookie, "Origin", "https://app.example.com"), 200},
+		{"allowed referer", header("Cookie", cookie, "Referer", "https://app.example.com/page?x=1"), 200},
+		{"other origin", header("Cookie", cookie, "Origin", "https://evil.example.com"), 403},
+		{"no origin", header("Cookie", cookie), 403},
+		{"bearer needs no origin", header("Authorization", "Bearer "+publisherToken(t)), 200},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, th.url, strings.NewReader("topic=a&data=x"))
+		req.Header = c.header
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if status, body := do(t, req); status != c.status {
+			t.Errorf("%s: %d %s, want %d", c.name, status, body, c.status)
+		}
+	}
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hub.Config{CORSOrigins: []string{"https://app.example.com"}})
+	pre, _ := http.NewRequest(http.MethodOptions, th.url, nil)
+	pre.Header.Set("Origin", "https://app.example.com")
+	pre.Header.Set("Access-Control-Request-Method", "GET")
+	pre.Header.Set("Access-Control-Request-Headers", "authorization, last-event-id")
+	resp, err := http.DefaultClient.Do(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h := resp.Header
+	if resp.StatusCode != 204 || h.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		h.Get("Access-Control-Allow-Credentials") != "true" ||
+		!strings.Contains(strings.ToLower(h.Get("Access-Control-Allow-Headers")), "last-event-id") {
+		t.Fatalf("preflight: %d %v", resp.StatusCode, h)
+	}
+
+	s := th.subscribe(t, q("topic", "a"), header("Origin", "https://app.example.com"))
+	if s.resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		!strings.Contains(s.resp.Header.Get("Access-Control-Expose-Headers"), "Last-Event-ID") {
+		t.Fatalf("stream CORS headers: %v", s.resp.Header)
+	}
+
+	other := th.subscribe(t, q("topic", "a"), header("Origin", "https://evil.example.com"))
+	if other.resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("an unlisted origin was allowed: %v", other.resp.Header)
+	}
+}
+
+// Every signing algorithm the hub takes, each with a key of its own kind.
+func TestAlgorithms(t *testing.T) {
+	t.Parallel()
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ec384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	pemOf := func(pub crypto.PublicKey) []byte {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	}
+	tests := []struct {
+		alg    string
+		method jwt.SigningMethod
+		sign   any
+		verify []byte
+	}{
+		{"HS256", jwt.SigningMethodHS256, testKey, testKey},
+		{"HS384", jwt.SigningMethodHS384, testKey, testKey},
+		{"HS512", jwt.SigningMethodHS512, testKey, testKey},
+		{"RS256", jwt.SigningMethodRS256, rsaKey, pemOf(&rsaKey.PublicKey)},
+		{"RS512", jwt.SigningMethodRS512, rsaKey, pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&rsaKey.PublicKey)})},
+		{"PS256", jwt.SigningMethodPS256, rsaKey, pemOf(&rsaKey.PublicKey)},
+		{"ES256", jwt.SigningMethodES256, ecKey, pemOf(&ecKey.PublicKey)},
+		{"ES384", jwt.SigningMethodES384, ec384, pemOf(&ec384.PublicKey)},
+		{"EdDSA", jwt.SigningMethodEdDSA, edKey, pemOf(edPub)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.alg, func(t *testing.T) {
+			t.Parallel()
+			key, err := hub.NewKey(tc.alg, tc.verify)
+			if err != nil {
+				t.Fatal(err)
+			}
+			th := newTestHub(t, hub.Config{PublisherKey: key})
+			claims := jwt.MapClaims{"mercure": map[string]any{"publish": []string{"*"}}}
+			tok, err := jwt.NewWithClaims(tc.method, claims).SignedString(tc.sign)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status, body := th.post(t, url.Values{"topic": {"a"}}, tok); status != 200 {
+				t.Fatalf("%d %s", status, body)
+			}
+			// A token signed with HS256 using the public key as the secret
+			// (the algorithm confusion attack) must fail.
+			if tc.alg != "HS256" && tc.alg[:2] != "HS" {
+				forged, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(tc.verify)
+				if status, _ := th.post(t, url.Values{"topic": {"a"}}, forged); status != 401 {
+					t.Fatalf("an HS256 token signed with the public key got %d", status)
+				}
+			}
+		})
+	}
+}
+
+func TestNewKeyRefusals(t *testing.T) {
+	t.Parallel()
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&ecKey.PublicKey)
+	ecPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	for _, c := range []struct {
+		alg string
+		key []byte
+	}{
+		{"HS256", nil},
+		{"none", []byte("x")},
+		{"RS256", []byte("not PEM")},
+		{"RS256", ecPEM}, // an EC key for an RSA algorithm
+		{"EdDSA", ecPEM},
+	} {
+		if _, err := hub.NewKey(c.alg, c.key); err == nil {
+			t.Errorf("NewKey(%s, %.20q) accepted", c.alg, c.key)
+		}
+	}
+}
+
+// The namespaced claim some identity providers require works as well.
+func TestNamespacedClaim(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hub.Config{})
+	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"https://mercure.rocks/": map[string]any{"publish": []string{"a"}},
+	}).SignedString(testKey)
+	if status, body := th.post(t, url.Values{"topic": {"a"}}, tok); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+}

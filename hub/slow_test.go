@@ -1,0 +1,201 @@
+package hub_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-sse/herald/hub"
+	"github.com/herald-sse/herald/sse"
+)
+
+// stalled opens a subscription on a raw connection that reads nothing
+// until told to. (Its receive buffer keeps its default size: a tiny one,
+// against loopback's 64 KiB segments, makes TCP crawl.)
+func stalled(t *testing.T, th *testHub, topic string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", th.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET /.well-known/mercure?topic=%s HTTP/1.1\r\nHost: x\r\n\r\n", topic)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("subscribe: %v %v", resp, err)
+	}
+	return conn, br
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A subscriber that stops reading holds no one back and costs a cursor:
+// once its connection's buffers are full, the events it has not read stay
+// in the log, and it reads them from there when it resumes, in order, with
+// none missing.
+func TestSlowSubscriberCatchesUp(t *testing.T) {
+	t.Parallel()
+	const n = 3000
+	// A long dispatch timeout: this subscriber is slow, not stuck.
+	th := newTestHub(t, hub.Config{Log: hub.NewMemoryLog(hub.MemoryLogConfig{Size: 2 * n}), Heartbeat: -1, DispatchTimeout: time.Minute})
+	conn, br := stalled(t, th, "t")
+	fast := th.subscribe(t, q("topic", "t"), nil)
+	data := strings.Repeat("x", 16<<10)
+	for i := range n {
+		if _, err := th.Publish(context.Background(), hub.Update{Topics: []string{"t"}, Data: fmt.Sprint(i, data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		if ev := fast.next(t); !strings.HasPrefix(ev.Data, fmt.Sprint(i, "x")) {
+			t.Fatalf("the fast subscriber got %.10q as event %d", ev.Data, i)
+		}
+	}
+	waitFor(t, "the stalled subscriber to fall back to the log", func() bool { return hub.CatchingUp(th.Hub) == 1 })
+	if l := hub.QueueLen(th.Hub); l > 1024 {
+		t.Fatalf("a queue of %d events", l)
+	}
+
+	// Now it reads: everything, in order.
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	d := sse.NewDecoder(httpChunks(br))
+	for i := range n {
+		var ev sse.Event
+		if err := d.Decode(&ev); err != nil {
+			t.Fatalf("event %d: %v (catching up %d, queue %d)", i, err, hub.CatchingUp(th.Hub), hub.QueueLen(th.Hub))
+		}
+		if !strings.HasPrefix(ev.Data, fmt.Sprint(i, "x")) {
+			t.Fatalf("got %.10q as event %d", ev.Data, i)
+		}
+	}
+}
+
+// When the log drops events a slow subscriber has not read, the hub
+// disconnects it: it resumes with its last ID and learns from the
+// "earliest" answer that it missed some.
+func TestSlowSubscriberFallsOffTheLog(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hub.Config{Log: hub.NewMemoryLog(hub.MemoryLogConfig{Size: 100}), Heartbeat: -1, DispatchTimeout: time.Minute})
+	conn, br := stalled(t, th, "t")
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	d := sse.NewDecoder(httpChunks(br))
+	// One event read, so that the client has an ID to resume from; then
+	// it stops reading.
+	th.publish(t, "t", "first")
+	var first sse.Event
+	if err := d.Decode(&first); err != nil {
+		t.Fatal(err)
+	}
+	data := strings.Repeat("y", 16<<10)
+	for i := range 3000 {
+		if _, err := th.Publish(context.Background(), hub.Update{Topics: []string{"t"}, Data: fmt.Sprint(i, data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	last := first.ID
+	for {
+		var ev sse.Event
+		err := d.Decode(&ev)
+		if err != nil {
+			break // the hub closed the stream
+		}
+		last = ev.ID
+	}
+	waitFor(t, "the subscriber to leave", func() bool { return hub.Subscribers(th.Hub) == 0 })
+	s := th.subscribe(t, q("topic", "t"), header("Last-Event-ID", last))
+	if got := s.resp.Header.Get("Last-Event-ID"); got != "earliest" {
+		t.Fatalf("Last-Event-ID %q after falling off the log", got)
+	}
+}
+
+// httpChunks decodes a chunked HTTP body.
+func httpChunks(br *bufio.Reader) *chunkedReader { return &chunkedReader{br: br} }
+
+type chunkedReader struct {
+	br   *bufio.Reader
+	left int
+}
+
+func (c *chunkedReader) Read(p []byte) (int, error) {
+	for c.left == 0 {
+		line, err := c.br.ReadString('\n')
+		if err != nil {
+			return 0, err
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscanf(line, "%x", &n); err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, fmt.Errorf("end of body")
+		}
+		c.left = n
+	}
+	n, err := c.br.Read(p[:min(len(p), c.left)])
+	c.left -= n
+	return n, err
+}
+
+// Publishers that outrun the dispatcher on a tiny history make it drop
+// events before they were delivered. A live subscriber then never sees a
+// silent gap: what it receives is a run of consecutive events, and if it
+// missed some, its stream ends and its resumption answers "earliest".
+func TestNoSilentGapWhenTheLogOverflows(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hub.Config{Log: hub.NewMemoryLog(hub.MemoryLogConfig{Size: 8}), Heartbeat: -1})
+	s := th.subscribe(t, q("topic", "t"), nil)
+	const n = 20000
+	th.publish(t, "t", "0")
+	s.expect(t, "0") // an ID to resume from
+	for i := 1; i < n; i++ {
+		if _, err := th.Publish(context.Background(), hub.Update{Topics: []string{"t"}, Data: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := 1
+	for {
+		var ev sse.Event
+		select {
+		case ev = <-s.events:
+		case <-s.done:
+			select {
+			case ev = <-s.events:
+			default:
+				// Ended early: it must have missed something, and say so.
+				r := th.subscribe(t, q("topic", "t"), header("Last-Event-ID", s.lastID))
+				if got := r.resp.Header.Get("Last-Event-ID"); got != "earliest" {
+					t.Fatalf("resumed after event %d with Last-Event-ID %q", want-1, got)
+				}
+				return
+			}
+		case <-time.After(wait):
+			t.Fatalf("stuck after %d events", want)
+		}
+		if ev.Data != fmt.Sprint(want) {
+			t.Fatalf("event %q after %d: a gap", ev.Data, want-1)
+		}
+		if want++; want == n {
+			return
+		}
+	}
+}

@@ -1,0 +1,260 @@
+package hub_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/herald-sse/herald/hub"
+	"github.com/herald-sse/herald/sse"
+)
+
+// pipeListener is an in-memory network for tests in a synctest bubble: its
+// connections are net.Pipe pairs, whose blocking synctest understands.
+type pipeListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// bubbleHub runs a hub and an HTTP server on a pipe network inside the
+// current synctest bubble, and returns a client for it. Everything stops
+// at the end of the test.
+func bubbleHub(t *testing.T, cfg hub.Config) (*hub.Hub, *http.Client) {
+	t.Helper()
+	h, err := hub.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := newPipeListener()
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	tr := &http.Transport{DialContext: ln.dial}
+	t.Cleanup(func() {
+		_ = h.Close()
+		_ = srv.Close()
+		tr.CloseIdleConnections()
+	})
+	return h, &http.Client{Transport: tr}
+}
+
+// watch subscribes and records, with the bubble's time, each comment and
+// event of the stream and when it ended.
+type watch struct {
+	mu       sync.Mutex
+	start    time.Time
+	comments []time.Duration
+	events   []string
+	ended    time.Duration // 0 while open
+	body     io.Closer
+}
+
+func watchStream(t *testing.T, c *http.Client, query string, hdr http.Header) *watch {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://hub"+hub.Path+"?"+query, nil)
+	req.Header = hdr
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	w := &watch{start: time.Now(), body: resp.Body}
+	t.Cleanup(func() { resp.Body.Close() })
+	go func() {
+		d := sse.NewDecoder(resp.Body)
+		d.OnComment = func(string) {
+			w.mu.Lock()
+			w.comments = append(w.comments, time.Since(w.start))
+			w.mu.Unlock()
+		}
+		for ev, err := range d.Events() {
+			if err != nil {
+				break
+			}
+			w.mu.Lock()
+			w.events = append(w.events, ev.Data)
+			w.mu.Unlock()
+		}
+		w.mu.Lock()
+		w.ended = time.Since(w.start)
+		w.mu.Unlock()
+	}()
+	return w
+}
+
+func (w *watch) snapshot() (comments []time.Duration, events []string, ended time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]time.Duration(nil), w.comments...), append([]string(nil), w.events...), w.ended
+}
+
+func TestHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, c := bubbleHub(t, hub.Config{Heartbeat: 15 * time.Second, MaxLifetime: -1})
+		w := watchStream(t, c, q("topic", "a"), nil)
+
+		time.Sleep(20 * time.Second)
+		if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{"a"}, Data: "at 20s"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(45 * time.Second) // to 65 s
+		synctest.Wait()
+		comments, events, ended := w.snapshot()
+		// The opening comment, then one each 15 s of silence: at 15 s, and
+		// after the event at 20 s, at 35, 50 and 65 s.
+		want := []time.Duration{0, 15 * time.Second, 35 * time.Second, 50 * time.Second, 65 * time.Second}
+		if !equalDurations(comments, want) || len(events) != 1 || ended != 0 {
+			t.Fatalf("comments at %v (want %v), events %v, ended %v", comments, want, events, ended)
+		}
+	})
+}
+
+func equalDurations(a, b []time.Duration) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestNoHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, c := bubbleHub(t, hub.Config{Heartbeat: -1, MaxLifetime: -1})
+		w := watchStream(t, c, q("topic", "a"), nil)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if comments, _, ended := w.snapshot(); len(comments) != 1 || ended != 0 {
+			t.Fatalf("comments %v, ended %v", comments, ended)
+		}
+	})
+}
+
+// The hub ends a connection after 80 to 100 % of the maximum lifetime.
+func TestMaxLifetime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, c := bubbleHub(t, hub.Config{MaxLifetime: 100 * time.Second, Heartbeat: -1})
+		var ws []*watch
+		for range 20 {
+			ws = append(ws, watchStream(t, c, q("topic", "a"), nil))
+		}
+		time.Sleep(80*time.Second - time.Millisecond)
+		synctest.Wait()
+		for _, w := range ws {
+			if _, _, ended := w.snapshot(); ended != 0 {
+				t.Fatalf("a stream ended at %v", ended)
+			}
+		}
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+		distinct := map[time.Duration]bool{}
+		for _, w := range ws {
+			_, _, ended := w.snapshot()
+			if ended < 80*time.Second || ended > 100*time.Second {
+				t.Fatalf("a stream ended at %v", ended)
+			}
+			distinct[ended] = true
+		}
+		if len(distinct) < 2 {
+			t.Fatal("every stream ended at the same time")
+		}
+	})
+}
+
+// A subscriber's connection ends when its token expires.
+func TestTokenExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		key, _ := hub.NewKey("HS256", testKey)
+		_, c := bubbleHub(t, hub.Config{SubscriberKey: key, MaxLifetime: time.Hour, Heartbeat: -1})
+		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"mercure": map[string]any{"subscribe": []string{"*"}},
+			"exp":     time.Now().Add(30 * time.Second).Unix(),
+		}).SignedString(testKey)
+		w := watchStream(t, c, q("topic", "a"), bearer(tok))
+		time.Sleep(30*time.Second - time.Millisecond)
+		synctest.Wait()
+		if _, _, ended := w.snapshot(); ended != 0 {
+			t.Fatalf("ended at %v, before the token expired", ended)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if _, _, ended := w.snapshot(); ended != 30*time.Second {
+			t.Fatalf("ended at %v, want 30s", ended)
+		}
+	})
+}
+
+// A client whose connection takes no bytes for the dispatch timeout is
+// disconnected; it will resume with Last-Event-ID.
+func TestDispatchTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, c := bubbleHub(t, hub.Config{DispatchTimeout: 5 * time.Second, Heartbeat: -1, MaxLifetime: -1})
+		resp, err := c.Get("http://hub" + hub.Path + "?topic=a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		// The body is never read: a pipe takes nothing unread.
+		if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{"a"}, Data: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5*time.Second - time.Millisecond)
+		synctest.Wait()
+		if n := hub.Subscribers(h); n != 1 {
+			t.Fatalf("%d subscribers before the timeout", n)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if n := hub.Subscribers(h); n != 0 {
+			t.Fatalf("%d subscribers after the timeout", n)
+		}
+	})
+}
