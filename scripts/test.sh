@@ -8,11 +8,11 @@
 # or starts, idempotently.
 #
 # Environment:
-#   FUZZTIME   how long each fuzz target runs (default 10s; 0 skips fuzzing)
+#   FUZZTIME   how long each fuzz target runs (default 8s; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUZZTIME=${FUZZTIME:-10s}
+FUZZTIME=${FUZZTIME:-8s}
 started=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(($(date +%s) - started))"; }
 
@@ -44,8 +44,8 @@ go test -race -count=1 ./...
 
 if [ "$FUZZTIME" != "0" ]; then
 	step "fuzzing, $FUZZTIME per target"
-	for target in FuzzDecode FuzzRoundTrip; do
-		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" ./sse
+	for target in sse:FuzzDecode sse:FuzzRoundTrip hub:FuzzPublish hub:FuzzSubscribe hub:FuzzMatch; do
+		go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$FUZZTIME" "./${target%%:*}"
 	done
 fi
 

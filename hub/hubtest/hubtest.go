@@ -1,0 +1,392 @@
+// Package hubtest holds the behavioural suite that every implementation of
+// hub.Log must pass: the in-memory log, the embedded store and the cluster
+// engines run the same tests. Call Run from a test of the implementation's
+// package:
+//
+//	func TestLog(t *testing.T) {
+//		hubtest.Run(t, hubtest.Suite{
+//			New: func(t *testing.T, o hubtest.Options) hub.Log { return mylog.Open(…) },
+//		})
+//	}
+package hubtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/herald-sse/herald/hub"
+)
+
+// Options are what a test asks of a new log.
+type Options struct {
+	// Size, when positive, is the number of events the log must retain:
+	// it must drop the oldest beyond it. Zero means a log that retains at
+	// least a few hundred thousand events.
+	Size int
+	// MaxAge, when positive, is the age past which the log must drop
+	// events.
+	MaxAge time.Duration
+}
+
+// Suite describes the implementation under test.
+type Suite struct {
+	// New returns a new, empty log. The suite closes it.
+	New func(t *testing.T, o Options) hub.Log
+	// Bubble says that New may run inside a testing/synctest bubble: the
+	// log uses no real network, and its clock is the bubble's. The
+	// retention-by-age test then runs on fake time; otherwise it sleeps.
+	Bubble bool
+}
+
+// Run runs the suite.
+func Run(t *testing.T, s Suite) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Suite)
+	}{
+		{"Empty", testEmpty},
+		{"AppendAndRead", testAppendAndRead},
+		{"FieldsSurvive", testFieldsSurvive},
+		{"Lookup", testLookup},
+		{"DuplicateIDs", testDuplicateIDs},
+		{"RetentionByCount", testRetentionByCount},
+		{"RetentionByAge", testRetentionByAge},
+		{"Wait", testWait},
+		{"ConcurrentAppends", testConcurrentAppends},
+		{"Close", testClose},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })
+	}
+}
+
+func open(t *testing.T, s Suite, o Options) hub.Log {
+	t.Helper()
+	l := s.New(t, o)
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func event(id string, topics ...string) *hub.Event {
+	return &hub.Event{Update: hub.Update{ID: id, Topics: topics, Data: "data of " + id}}
+}
+
+func bounds(t *testing.T, l hub.Log) (first, next uint64) {
+	t.Helper()
+	first, next, err := l.Bounds(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return first, next
+}
+
+func read(t *testing.T, l hub.Log, from uint64, limit int) []*hub.Event {
+	t.Helper()
+	evs, err := l.Read(context.Background(), from, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func ids(evs []*hub.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.ID
+	}
+	return out
+}
+
+func appendN(t *testing.T, l hub.Log, prefix string, n int) []*hub.Event {
+	t.Helper()
+	evs := make([]*hub.Event, n)
+	for i := range evs {
+		evs[i] = event(fmt.Sprintf("%s-%d", prefix, i), "t")
+	}
+	for i := 0; i < n; i += 100 {
+		if err := l.Append(context.Background(), evs[i:min(i+100, n)]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return evs
+}
+
+func testEmpty(t *testing.T, s Suite) {
+	l := open(t, s, Options{})
+	first, next := bounds(t, l)
+	if first != next || first == 0 {
+		t.Fatalf("an empty log has bounds [%d, %d)", first, next)
+	}
+	if evs := read(t, l, 0, 10); len(evs) != 0 {
+		t.Fatalf("an empty log read %d events", len(evs))
+	}
+	if _, ok, err := l.Lookup(context.Background(), "x"); ok || err != nil {
+		t.Fatalf("Lookup in an empty log: %v, %v", ok, err)
+	}
+}
+
+func testAppendAndRead(t *testing.T, s Suite) {
+	l := open(t, s, Options{})
+	_, start := bounds(t, l)
+	before := time.Now().Add(-time.Second)
+	evs := appendN(t, l, "e", 250)
+	for i, ev := range evs {
+		if ev.Pos != start+uint64(i) {
+			t.Fatalf("event %d got position %d, want %d", i, ev.Pos, start+uint64(i))
+		}
+		if ev.Time.Before(before) || ev.Time.After(time.Now().Add(time.Second)) {
+			t.Fatalf("event %d got time %v", i, ev.Time)
+		}
+	}
+	first, next := bounds(t, l)
+	if first != start || next != start+250 {
+		t.Fatalf("bounds [%d, %d), want [%d, %d)", first, next, start, start+250)
+	}
+	for _, c := range []struct {
+		from  uint64
+		limit int
+		want  []*hub.Event
+	}{
+		{start, 1000, evs},
+		{0, 10, evs[:10]},
+		{start + 100, 7, evs[100:107]},
+		{start + 249, 10, evs[249:]},
+		{start + 250, 10, nil},
+		{start + 10_000, 10, nil},
+		{start, 0, nil},
+	} {
+		got := read(t, l, c.from, c.limit)
+		if !slices.Equal(ids(got), ids(c.want)) {
+			t.Fatalf("Read(%d, %d): %d events from %v, want %d", c.from, c.limit, len(got), first1(got), len(c.want))
+		}
+		for i, ev := range got {
+			if ev.Pos != c.want[i].Pos {
+				t.Fatalf("Read(%d, %d): event %s at position %d, want %d", c.from, c.limit, ev.ID, ev.Pos, c.want[i].Pos)
+			}
+		}
+	}
+}
+
+func first1(evs []*hub.Event) string {
+	if len(evs) == 0 {
+		return "none"
+	}
+	return evs[0].ID
+}
+
+func testFieldsSurvive(t *testing.T, s Suite) {
+	l := open(t, s, Options{})
+	in := &hub.Event{Update: hub.Update{
+		Topics:  []string{"https://example.com/a", "https://example.com/alt/{x}", "é"},
+		Data:    "line 1\nline 2\r\n\x00binary\xff",
+		Private: true,
+		ID:      "urn:uuid:0192f0c4-7a1e-7b3c-8d2e-000000000001",
+		Type:    "update",
+		Retry:   1500 * time.Millisecond,
+		End:     true,
+	}}
+	if err := l.Append(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	got := read(t, l, in.Pos, 1)
+	if len(got) != 1 {
+		t.Fatalf("read %d events", len(got))
+	}
+	out := got[0]
+	if !slices.Equal(out.Topics, in.Topics) || out.Data != in.Data || out.Private != in.Private || out.ID != in.ID ||
+		out.Type != in.Type || out.Retry != in.Retry || out.End != in.End || out.Pos != in.Pos || !out.Time.Equal(in.Time) {
+		t.Fatalf("read back %+v, appended %+v", out, in)
+	}
+}
+
+func testLookup(t *testing.T, s Suite) {
+	l := open(t, s, Options{})
+	evs := appendN(t, l, "look", 1000)
+	for _, i := range []int{0, 1, 499, 998, 999} {
+		pos, ok, err := l.Lookup(context.Background(), evs[i].ID)
+		if err != nil || !ok || pos != evs[i].Pos {
+			t.Fatalf("Lookup(%s) = %d, %v, %v; want %d", evs[i].ID, pos, ok, err, evs[i].Pos)
+		}
+	}
+	if _, ok, _ := l.Lookup(context.Background(), "look-1000"); ok {
+		t.Fatal("found an event never appended")
+	}
+}
+
+func testDuplicateIDs(t *testing.T, s Suite) {
+	l := open(t, s, Options{})
+	if err := l.Append(context.Background(), event("a", "t")); err != nil {
+		t.Fatal(err)
+	}
+	_, next := bounds(t, l)
+	for _, batch := range [][]*hub.Event{
+		{event("a", "t")},
+		{event("b", "t"), event("a", "t")},
+		{event("c", "t"), event("c", "t")},
+	} {
+		if err := l.Append(context.Background(), batch...); !errors.Is(err, hub.ErrDuplicateID) {
+			t.Fatalf("appending %v: %v, want ErrDuplicateID", ids(batch), err)
+		}
+	}
+	if _, n := bounds(t, l); n != next {
+		t.Fatalf("a refused batch moved the end from %d to %d", next, n)
+	}
+	for _, id := range []string{"b", "c"} {
+		if _, ok, _ := l.Lookup(context.Background(), id); ok {
+			t.Fatalf("%s of a refused batch was kept", id)
+		}
+	}
+}
+
+func testRetentionByCount(t *testing.T, s Suite) {
+	l := open(t, s, Options{Size: 100})
+	evs := appendN(t, l, "r", 350)
+	first, next := bounds(t, l)
+	if next-first != 100 || first != evs[250].Pos {
+		t.Fatalf("bounds [%d, %d) after 350 events in a log of 100; want [%d, %d)", first, next, evs[250].Pos, evs[349].Pos+1)
+	}
+	if got := read(t, l, evs[0].Pos, 10); len(got) == 0 || got[0].ID != evs[250].ID {
+		t.Fatalf("reading from a dropped position gave %v, want the first retained", first1(got))
+	}
+	if _, ok, _ := l.Lookup(context.Background(), evs[249].ID); ok {
+		t.Fatal("a dropped event can still be found")
+	}
+	if pos, ok, _ := l.Lookup(context.Background(), evs[250].ID); !ok || pos != evs[250].Pos {
+		t.Fatal("the first retained event cannot be found")
+	}
+	// A dropped ID may be used again.
+	if err := l.Append(context.Background(), event(evs[0].ID, "t")); err != nil {
+		t.Fatalf("re-using a dropped ID: %v", err)
+	}
+}
+
+func testRetentionByAge(t *testing.T, s Suite) {
+	run := func(t *testing.T, age time.Duration, sleep func(time.Duration)) {
+		l := open(t, s, Options{MaxAge: age})
+		old := appendN(t, l, "old", 10)
+		sleep(age + age/2)
+		young := appendN(t, l, "young", 5)
+		first, next := bounds(t, l)
+		if first != young[0].Pos || next != young[4].Pos+1 {
+			t.Fatalf("bounds [%d, %d), want the young events [%d, %d)", first, next, young[0].Pos, young[4].Pos+1)
+		}
+		if _, ok, _ := l.Lookup(context.Background(), old[9].ID); ok {
+			t.Fatal("an expired event can still be found")
+		}
+	}
+	if s.Bubble {
+		synctest.Test(t, func(t *testing.T) { run(t, time.Hour, time.Sleep) })
+		return
+	}
+	run(t, 2*time.Second, time.Sleep)
+}
+
+func testWait(t *testing.T, s Suite) {
+	l := open(t, s, Options{})
+	ctx := context.Background()
+	_, next := bounds(t, l)
+	if next > 1 {
+		if err := l.Wait(ctx, next-1); err != nil {
+			t.Fatalf("Wait for a position already there: %v", err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Wait(ctx, next) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Wait returned %v before an append", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := l.Append(ctx, event("w", "t")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after an append")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { done <- l.Wait(cctx, next+100) }()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Wait after its context ended: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait ignored its context")
+	}
+}
+
+func testConcurrentAppends(t *testing.T, s Suite) {
+	l := open(t, s, Options{})
+	_, start := bounds(t, l)
+	const writers, each = 8, 200
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := l.Append(context.Background(), event(fmt.Sprintf("w%d-%d", w, i), "t")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	evs := read(t, l, start, 2*writers*each)
+	if len(evs) != writers*each {
+		t.Fatalf("read %d events, want %d", len(evs), writers*each)
+	}
+	last := map[int]int{}
+	for i, ev := range evs {
+		if ev.Pos != start+uint64(i) {
+			t.Fatalf("event %d at position %d", i, ev.Pos)
+		}
+		var w, n int
+		if _, err := fmt.Sscanf(ev.ID, "w%d-%d", &w, &n); err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := last[w]; ok && n != prev+1 {
+			t.Fatalf("writer %d's events out of order: %d after %d", w, n, prev)
+		}
+		last[w] = n
+	}
+}
+
+func testClose(t *testing.T, s Suite) {
+	l := s.New(t, Options{})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
+	}
+	ctx := context.Background()
+	if err := l.Append(ctx, event("x", "t")); !errors.Is(err, hub.ErrClosed) {
+		t.Errorf("Append after Close: %v", err)
+	}
+	if _, err := l.Read(ctx, 0, 1); !errors.Is(err, hub.ErrClosed) {
+		t.Errorf("Read after Close: %v", err)
+	}
+	if _, _, err := l.Lookup(ctx, "x"); !errors.Is(err, hub.ErrClosed) {
+		t.Errorf("Lookup after Close: %v", err)
+	}
+	if _, _, err := l.Bounds(ctx); !errors.Is(err, hub.ErrClosed) {
+		t.Errorf("Bounds after Close: %v", err)
+	}
+	if err := l.Wait(ctx, 1<<40); !errors.Is(err, hub.ErrClosed) {
+		t.Errorf("Wait after Close: %v", err)
+	}
+}

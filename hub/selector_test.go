@@ -1,0 +1,71 @@
+package hub
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMatch(t *testing.T) {
+	t.Parallel()
+	m := newMatcher(0)
+	for _, c := range []struct {
+		selector, topic string
+		want            bool
+	}{
+		{"*", "", true},
+		{"a", "a", true},
+		{"a", "b", false},
+		{"https://example.com/books/{id}", "https://example.com/books/1", true},
+		{"https://example.com/books/{id}", "https://example.com/books/1/pages", false},
+		{"https://example.com/books/{id}", "https://example.com/books/", true},
+		{"https://example.com/{+rest}", "https://example.com/a/b?c", true},
+		{"/users/{id}{?tab}", "/users/1?tab=x", true},
+		{"{", "{", true},
+		{"{", "x", false},
+	} {
+		if got := m.match(c.selector, c.topic); got != c.want {
+			t.Errorf("match(%q, %q) = %v, want %v", c.selector, c.topic, got, c.want)
+		}
+		// From the cache, the same.
+		if got := m.match(c.selector, c.topic); got != c.want {
+			t.Errorf("cached match(%q, %q) = %v, want %v", c.selector, c.topic, got, c.want)
+		}
+	}
+}
+
+// The caches stay within their bound whatever the stream of topics.
+func TestMatchCacheBounded(t *testing.T) {
+	t.Parallel()
+	m := newMatcher(1000)
+	for i := range 100_000 {
+		m.match("https://example.com/{id}", "https://example.com/"+strings.Repeat("x", i%50)+string(rune('a'+i%26))+string(rune(i)))
+	}
+	m.results.mu.Lock()
+	n := len(m.results.cur) + len(m.results.old)
+	m.results.mu.Unlock()
+	if n > 1000 {
+		t.Fatalf("%d cached results, bound 1000", n)
+	}
+}
+
+// FuzzMatch: any selector and topic, no panic, and the rules that hold
+// whatever the template language.
+func FuzzMatch(f *testing.F) {
+	f.Add("https://example.com/{id}", "https://example.com/1")
+	f.Add("{+a}{#b}{.c}{/d}{;e}{?f}{&g}", "x")
+	f.Add("{a:3}{b*}", "abc")
+	f.Add("{", "{")
+	m := newMatcher(100)
+	f.Fuzz(func(t *testing.T, selector, topic string) {
+		got := m.match(selector, topic)
+		if selector == topic && !got {
+			t.Fatal("a selector does not match the topic equal to it")
+		}
+		if selector == "*" && !got {
+			t.Fatal("* did not match")
+		}
+		if !strings.Contains(selector, "{") && selector != "*" && got != (selector == topic) {
+			t.Fatal("a plain selector matched another topic")
+		}
+	})
+}

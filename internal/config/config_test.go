@@ -1,0 +1,92 @@
+package config_test
+
+import (
+	"flag"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-sse/herald/internal/config"
+)
+
+func load(t *testing.T, args []string, env map[string]string) (config.Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	l := config.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	return l(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":8080" || c.Heartbeat != 40*time.Second || c.WriteTimeout != 600*time.Second ||
+		c.Store != "memory" || c.Anonymous != nil || c.CookieName != "mercureAuthorization" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"HERALD_ADDR":                ":9000",
+		"HERALD_HEARTBEAT":           "5s",
+		"MERCURE_PUBLISHER_JWT_KEY":  "from mercure's variable",
+		"HERALD_SUBSCRIBER_JWT_KEY":  "herald's wins",
+		"MERCURE_SUBSCRIBER_JWT_KEY": "mercure's loses",
+		"HERALD_CORS_ORIGINS":        "https://a.example.com, https://b.example.com",
+		"HERALD_ANONYMOUS":           "true",
+	}
+	c, err := load(t, []string{"-heartbeat", "7s", "-anonymous=false"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":9000" {
+		t.Errorf("addr %q: the environment did not apply", c.Addr)
+	}
+	if c.Heartbeat != 7*time.Second {
+		t.Errorf("heartbeat %v: the flag did not win", c.Heartbeat)
+	}
+	if c.PublisherJWTKey != "from mercure's variable" || c.SubscriberJWTKey != "herald's wins" {
+		t.Errorf("keys %q %q", c.PublisherJWTKey, c.SubscriberJWTKey)
+	}
+	if !slices.Equal(c.CORSOrigins, []string{"https://a.example.com", "https://b.example.com"}) {
+		t.Errorf("cors origins %q", c.CORSOrigins)
+	}
+	if c.Anonymous == nil || *c.Anonymous {
+		t.Errorf("anonymous %v: the flag did not win", c.Anonymous)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad duration in the environment", nil, map[string]string{"HERALD_HEARTBEAT": "soon"}, "HERALD_HEARTBEAT"},
+		{"bad duration flag", []string{"-heartbeat", "soon"}, nil, "heartbeat"},
+		{"unknown store", []string{"-store", "floppy"}, nil, "store"},
+		{"negative heartbeat", []string{"-heartbeat", "-1s"}, nil, "heartbeat"},
+		{"zero history", []string{"-history-size", "0"}, nil, "history-size"},
+		{"half of TLS", []string{"-tls-cert", "c.pem"}, nil, "tls"},
+		{"subscriber key alone", nil, map[string]string{"HERALD_SUBSCRIBER_JWT_KEY": "k"}, "subscriber-jwt-key"},
+		{"log level", []string{"-log-level", "loud"}, nil, "log-level"},
+		{"zero dispatch timeout", []string{"-dispatch-timeout", "0s"}, nil, "dispatch-timeout"},
+	} {
+		_, err := load(t, c.args, c.env)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %s", c.name, err, c.want)
+		}
+	}
+}
