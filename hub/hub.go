@@ -138,7 +138,7 @@ type Hub struct {
 	index   *index
 	ended   *endedTopics
 	timers  *timers
-	runq    chan *subscriber
+	runq    *runQueue
 	workers int
 
 	// cur is the position the dispatcher is delivering, stored before it
@@ -179,7 +179,7 @@ func New(cfg Config) (*Hub, error) {
 	h.index = newIndex(h.match)
 	h.ended = newEndedTopics(cfg.MaxEndedTopics)
 	h.timers = newTimers()
-	h.runq = make(chan *subscriber, 4096)
+	h.runq = newRunQueue()
 	h.notes.signal = make(chan struct{}, 1)
 	h.cur.Store(next - 1)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
@@ -267,7 +267,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		// the dispatcher and the timers stop.
 		h.cancel()
 		h.bg.Wait()
-		close(h.runq)
+		h.runq.close()
 		h.pool.Wait()
 		if h.ownLog {
 			h.closeErr = h.log.Close()
@@ -355,7 +355,11 @@ func (h *Hub) fellBehind(from, to uint64) {
 func (h *Hub) worker() {
 	defer h.pool.Done()
 	var scratch [][]byte
-	for s := range h.runq {
+	for {
+		s, ok := h.runq.pop()
+		if !ok {
+			return
+		}
 		s.run(false, &scratch)
 	}
 }

@@ -218,7 +218,7 @@ func (s *subscriber) scheduleLocked() bool {
 func (h *Hub) schedule(s *subscriber) {
 	switch s.exec {
 	case onPool:
-		h.runq <- s
+		h.runq.push(s)
 	case onSpawn:
 		go s.run(true, nil)
 	case onHandler:

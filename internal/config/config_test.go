@@ -3,6 +3,8 @@ package config_test
 import (
 	"flag"
 	"io"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -89,4 +91,30 @@ func TestInvalid(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming %s", c.name, err, c.want)
 		}
 	}
+}
+
+// docs/config.md documents every option, under its flag and its variables.
+func TestDocumented(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	config.Flags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(string(doc), "`-"+f.Name+"`") {
+			t.Errorf("docs/config.md does not document -%s", f.Name)
+		}
+		env := regexp.MustCompile(`\(env ([A-Z_, ]+)\)`).FindStringSubmatch(f.Usage)
+		if env == nil {
+			t.Errorf("-%s names no environment variable", f.Name)
+			return
+		}
+		for _, v := range strings.Split(env[1], ", ") {
+			if !strings.Contains(string(doc), "`"+v+"`") {
+				t.Errorf("docs/config.md does not document %s", v)
+			}
+		}
+	})
 }

@@ -1,0 +1,32 @@
+// Package hub is a Mercure hub as a Go library: a Hub, made by New, is an
+// http.Handler that serves Server-Sent Events subscriptions and
+// publications at /.well-known/mercure, and Publish lets a Go program
+// publish without HTTP. It speaks the 0.x dialect of the Mercure protocol
+// (draft-dunglas-mercure-07), so existing Mercure clients work unchanged;
+// docs/api.md lists where it differs from the reference hub.
+//
+// # History
+//
+// Every event has a position in one ordered Log, which live delivery and
+// replay both read: a subscriber that reconnects with Last-Event-ID gets
+// every event after its own, once. A resume is a lookup of the ID, never a
+// scan. The default Log is a MemoryLog; other packages provide durable
+// ones, and hubtest holds the suite they all pass.
+//
+// # Delivery
+//
+// An event is encoded once and shared by every subscriber. Each subscriber
+// is live (a small queue of pointers to encoded events) or catching up (a
+// cursor into the log): one that reads slower than events arrive costs a
+// cursor, not a buffer, and is disconnected only when the log no longer
+// holds what it has not read, or when its connection takes no bytes for the
+// dispatch timeout. Everything pending for a subscriber goes out in one
+// write. HTTP/1.1 subscriptions are hijacked from net/http, so that an idle
+// one holds no goroutine and no buffer; a pool of workers writes to them
+// without blocking. HTTP/2 streams stay in their handler.
+//
+// # Concurrency
+//
+// A Hub is safe for concurrent use. Shutdown stops it gracefully, Close at
+// once; after either, Publish returns ErrClosed and subscriptions get 503.
+package hub

@@ -1,0 +1,40 @@
+package hub
+
+import (
+	"testing"
+	"time"
+)
+
+func TestRunQueue(t *testing.T) {
+	t.Parallel()
+	q := newRunQueue()
+	subs := make([]*subscriber, 5000)
+	for i := range subs {
+		subs[i] = &subscriber{id: string(rune(i))}
+		q.push(subs[i]) // never blocks, however many
+	}
+	for i := range subs {
+		s, ok := q.pop()
+		if !ok || s != subs[i] {
+			t.Fatalf("pop %d: %v, %v", i, s, ok)
+		}
+	}
+	got := make(chan *subscriber)
+	go func() {
+		s, _ := q.pop() // waits
+		got <- s
+	}()
+	time.Sleep(10 * time.Millisecond)
+	q.push(subs[7])
+	if s := <-got; s != subs[7] {
+		t.Fatal("a waiting pop got the wrong subscriber")
+	}
+	q.push(subs[1])
+	q.close()
+	if s, ok := q.pop(); !ok || s != subs[1] {
+		t.Fatal("close lost a queued subscriber")
+	}
+	if _, ok := q.pop(); ok {
+		t.Fatal("pop after close and drain")
+	}
+}
