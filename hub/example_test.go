@@ -18,7 +18,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	h, err := hub.New(hub.Config{
-		PublisherKey: key,                                                  // HTTP publishers need a token
+		PublisherKey: key,                                                 // HTTP publishers need a token
 		Log:          hub.NewMemoryLog(hub.MemoryLogConfig{Size: 50_000}), // replay the last 50,000 events
 		Heartbeat:    15 * time.Second,
 	})
