@@ -152,7 +152,7 @@ type Hub struct {
 	closed   chan struct{}
 	bg       sync.WaitGroup // the dispatcher, the timers, the notices
 	pool     sync.WaitGroup // the workers
-	live     sync.WaitGroup // subscribers not yet finished
+	live     liveCount      // subscribers not yet finished
 	closeErr error
 	once     sync.Once
 	notes    notices // subscription events waiting to be published
@@ -251,12 +251,8 @@ func wire(ev *Event) []byte {
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.once.Do(func() {
 		h.closing.Store(true)
+		done := h.live.drain()
 		h.index.subscribers(func(s *subscriber) { s.stop(shutdown) })
-		done := make(chan struct{})
-		go func() {
-			h.live.Wait()
-			close(done)
-		}()
 		select {
 		case <-done:
 		case <-ctx.Done():
@@ -276,6 +272,52 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	})
 	<-h.closed
 	return h.closeErr
+}
+
+// liveCount counts the subscribers that have not finished, and refuses new
+// ones once a shutdown drains them. (A WaitGroup may not gain members while
+// a Wait is under way.)
+type liveCount struct {
+	mu       sync.Mutex
+	n        int
+	draining bool
+	zero     chan struct{} // closed when n reaches zero during a drain
+}
+
+// add counts a new subscriber, unless the hub is draining.
+func (c *liveCount) add() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining {
+		return false
+	}
+	c.n++
+	return true
+}
+
+func (c *liveCount) done() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n--
+	if c.n == 0 && c.zero != nil {
+		close(c.zero)
+		c.zero = nil
+	}
+}
+
+// drain refuses new subscribers and returns a channel closed once every
+// counted one has finished.
+func (c *liveCount) drain() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	ch := make(chan struct{})
+	if c.n == 0 {
+		close(ch)
+	} else {
+		c.zero = ch
+	}
+	return ch
 }
 
 // Close stops the hub at once, cutting every connection. See Shutdown.

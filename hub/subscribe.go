@@ -23,17 +23,16 @@ var lastEventIDParams = []string{"lastEventID", "last_event_id", "Last-Event-ID"
 // subscribe serves GET /.well-known/mercure: a Server-Sent Events stream of
 // the updates whose topics match the topic selectors of the query.
 func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
-	h.live.Add(1)
-	registered := false
-	defer func() {
-		if !registered {
-			h.live.Done()
-		}
-	}()
-	if h.closing.Load() {
+	if !h.live.add() {
 		writeError(w, ErrClosed)
 		return
 	}
+	registered := false
+	defer func() {
+		if !registered {
+			h.live.done()
+		}
+	}()
 	c, _, err := h.authenticate(r, h.cfg.SubscriberKey)
 	if err != nil {
 		writeError(w, err)

@@ -425,5 +425,5 @@ func (s *subscriber) finish(reason closeReason) {
 	}
 	h.subscriptionEvents(s, false)
 	close(s.done)
-	h.live.Done()
+	h.live.done()
 }
