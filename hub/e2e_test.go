@@ -97,16 +97,8 @@ func TestPublishFromGo(t *testing.T) {
 // updates from Go only.
 func TestZeroConfig(t *testing.T) {
 	t.Parallel()
-	h, err := hub.New(hub.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		_ = h.Close()
-		srv.Close()
-	})
-	th := &testHub{Hub: h, srv: srv, url: srv.URL + hub.Path}
+	h := newHub(t, hub.Config{})
+	th := serveHub(t, h, httptest.NewUnstartedServer(h), false)
 	s := th.subscribe(t, q("topic", "a"), nil)
 	if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{"a"}, Data: "hi"}); err != nil {
 		t.Fatal(err)

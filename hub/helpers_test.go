@@ -56,13 +56,37 @@ func newTestHub(t testing.TB, cfg hub.Config) *testHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	t.Cleanup(func() { _ = cfg.Log.Close() })
+	th := serveHub(t, h, httptest.NewUnstartedServer(h), false)
+	th.lg = cfg.Log
+	return th
+}
+
+// serveHub starts srv, which serves h, over TLS with HTTP/2 when asked,
+// and stops both at the end of the test.
+func serveHub(t testing.TB, h *hub.Hub, srv *httptest.Server, http2 bool) *testHub {
+	t.Helper()
+	if http2 {
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(func() {
 		_ = h.Close()
 		srv.Close()
-		_ = cfg.Log.Close()
 	})
-	return &testHub{Hub: h, srv: srv, url: srv.URL + hub.Path, lg: cfg.Log}
+	return &testHub{Hub: h, srv: srv, url: srv.URL + hub.Path}
+}
+
+// newHub returns a hub with cfg, failing the test if it cannot.
+func newHub(t testing.TB, cfg hub.Config) *hub.Hub {
+	t.Helper()
+	h, err := hub.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // token returns a token signed with testKey holding the given Mercure claims

@@ -151,52 +151,46 @@ func (s *subscriber) offer(ev *Event) {
 
 // toLog makes a live subscriber read from the log at its cursor.
 func (s *subscriber) toLog() {
-	s.mu.Lock()
-	if s.reason == open && s.mode == live {
-		s.mode = catchingUp
-		clear(s.queue)
-		s.queue = s.queue[:0]
-	}
-	run := s.scheduleLocked()
-	s.mu.Unlock()
-	if run {
-		s.h.schedule(s)
-	}
+	s.change(func() {
+		if s.reason == open && s.mode == live {
+			s.mode = catchingUp
+			clear(s.queue)
+			s.queue = s.queue[:0]
+		}
+	})
 }
 
 // heartbeatDue asks for a heartbeat.
 func (s *subscriber) heartbeatDue() {
-	s.mu.Lock()
-	s.beat = true
-	run := s.scheduleLocked()
-	s.mu.Unlock()
-	if run {
-		s.h.schedule(s)
-	}
+	s.change(func() { s.beat = true })
 }
 
 // stop asks the subscriber to close, for reason. The runner closes it.
 func (s *subscriber) stop(reason closeReason) {
-	s.mu.Lock()
-	if s.reason == open {
-		s.reason = reason
-	}
-	run := s.scheduleLocked()
-	s.mu.Unlock()
-	if run {
-		s.h.schedule(s)
-	}
+	s.change(func() {
+		if s.reason == open {
+			s.reason = reason
+		}
+	})
 }
 
 // endAfter closes the subscriber once it has delivered the event at pos.
 func (s *subscriber) endAfter(pos uint64) {
+	s.change(func() {
+		if s.endAt == 0 || pos < s.endAt {
+			s.endAt = pos
+		}
+		if s.next > s.endAt && s.reason == open {
+			s.reason = ended // delivered already
+		}
+	})
+}
+
+// change applies f under the lock, then starts a runner if the subscriber
+// was idle, so that it acts on the change.
+func (s *subscriber) change(f func()) {
 	s.mu.Lock()
-	if s.endAt == 0 || pos < s.endAt {
-		s.endAt = pos
-	}
-	if s.next > s.endAt && s.reason == open {
-		s.reason = ended // delivered already
-	}
+	f()
 	run := s.scheduleLocked()
 	s.mu.Unlock()
 	if run {

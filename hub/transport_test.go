@@ -19,18 +19,8 @@ import (
 // HTTP/2 streams cannot be hijacked: their handler serves them.
 func TestHTTP2(t *testing.T) {
 	t.Parallel()
-	h, err := hub.New(hub.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(func() {
-		_ = h.Close()
-		srv.Close()
-	})
-	th := &testHub{Hub: h, srv: srv, url: srv.URL + hub.Path}
+	h := newHub(t, hub.Config{})
+	th := serveHub(t, h, httptest.NewUnstartedServer(h), true)
 	s := th.subscribe(t, q("topic", "a"), nil)
 	if s.resp.ProtoMajor != 2 {
 		t.Fatalf("protocol %s", s.resp.Proto)
@@ -54,18 +44,10 @@ func TestHTTP2(t *testing.T) {
 // HTTP/1.1 clients, from the handler.
 func TestNotHijackable(t *testing.T) {
 	t.Parallel()
-	h, err := hub.New(hub.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := newHub(t, hub.Config{})
+	th := serveHub(t, h, httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(flushOnly{w}, r)
-	}))
-	t.Cleanup(func() {
-		_ = h.Close()
-		srv.Close()
-	})
-	th := &testHub{Hub: h, srv: srv, url: srv.URL + hub.Path}
+	})), false)
 	s := th.subscribe(t, q("topic", "a"), nil)
 	if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{"a"}, Data: "via the handler"}); err != nil {
 		t.Fatal(err)
@@ -83,23 +65,13 @@ func (f flushOnly) Flush()                      { f.w.(http.Flusher).Flush() }
 
 func TestShutdown(t *testing.T) {
 	t.Parallel()
-	h, err := hub.New(hub.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	defer srv.Close()
-	th := &testHub{Hub: h, srv: srv, url: srv.URL + hub.Path}
-
+	h := newHub(t, hub.Config{})
+	th := serveHub(t, h, httptest.NewUnstartedServer(h), true)
 	var streams []*stream
 	for range 5 {
 		streams = append(streams, th.subscribe(t, q("topic", "a"), nil))
 	}
-	plain := httptest.NewServer(h)
-	defer plain.Close()
-	tp := &testHub{Hub: h, srv: plain, url: plain.URL + hub.Path}
+	tp := serveHub(t, h, httptest.NewUnstartedServer(h), false)
 	for range 5 {
 		streams = append(streams, tp.subscribe(t, q("topic", "a"), nil))
 	}
