@@ -10,3 +10,5 @@ require (
 )
 
 require github.com/tmaxmax/go-sse v0.12.0
+
+require go.etcd.io/bbolt v1.5.0 // indirect

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -145,6 +144,7 @@ type Hub struct {
 	// offers the event to any subscriber. See subscriber.collectCatchUp.
 	cur    atomic.Uint64
 	lastID atomic.Pointer[string] // the ID of the last event dispatched
+	broken atomic.Pointer[error]  // why the dispatcher stopped, if it failed
 
 	ctx      context.Context // ends when the hub shuts down
 	cancel   context.CancelFunc
@@ -328,10 +328,14 @@ func (h *Hub) Close() error {
 }
 
 // Ready reports whether the hub can serve: it fails once the hub is
-// shutting down, or when the log cannot be read.
+// shutting down, when the log cannot be read, or once delivery stopped
+// because it could not.
 func (h *Hub) Ready(ctx context.Context) error {
 	if h.closing.Load() {
 		return ErrClosed
+	}
+	if err := h.broken.Load(); err != nil {
+		return *err
 	}
 	_, _, err := h.log.Bounds(ctx)
 	return err
@@ -342,16 +346,16 @@ func (h *Hub) Ready(ctx context.Context) error {
 func (h *Hub) dispatchLoop(next uint64) {
 	defer h.bg.Done()
 	for {
-		if err := h.log.Wait(h.ctx, next); err != nil {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, ErrClosed) {
-				h.logger.Error("hub: the dispatcher stopped: waiting for the log failed", "error", err)
-			}
-			return
+		err := h.log.Wait(h.ctx, next)
+		var evs []*Event
+		if err == nil {
+			evs, err = h.log.Read(h.ctx, next, 256)
 		}
-		evs, err := h.log.Read(h.ctx, next, 256)
 		if err != nil {
 			if h.ctx.Err() == nil {
-				h.logger.Error("hub: the dispatcher stopped: reading the log failed", "error", err)
+				err = fmt.Errorf("hub: the log failed; no event is delivered from position %d on: %w", next, err)
+				h.broken.Store(&err)
+				h.logger.Error(err.Error())
 			}
 			return
 		}

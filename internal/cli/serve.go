@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/internal/config"
+	"github.com/herald-sse/herald/store/boltstore"
 )
 
 func runServe(e *env, args []string) error {
@@ -37,11 +40,16 @@ func runServe(e *env, args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
+	history, where, err := openHistory(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer history.Close()
+	hc.Log = history
 	h, err := hub.New(hc)
 	if err != nil {
 		return err
 	}
-	defer hc.Log.Close()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -61,7 +69,7 @@ func runServe(e *env, args []string) error {
 		scheme = "https"
 	}
 	base := scheme + "://" + displayAddr(ln.Addr())
-	fmt.Fprintf(e.stderr, "herald %s: the hub is at %s%s\n", Version(), base, hub.Path)
+	fmt.Fprintf(e.stderr, "herald %s: the hub is at %s%s; history: %s\n", Version(), base, hub.Path, where)
 	if dev != nil {
 		printDevSetup(e.stderr, base, dev)
 	}
@@ -156,7 +164,6 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 		anonymous = *cfg.Anonymous
 	}
 	hc := hub.Config{
-		Log:             hub.NewMemoryLog(hub.MemoryLogConfig{Size: cfg.HistorySize, MaxAge: cfg.HistoryMaxAge}),
 		PublisherKey:    pk,
 		SubscriberKey:   sk,
 		Anonymous:       anonymous,
@@ -172,6 +179,23 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 		Logger:          logger,
 	}
 	return hc, dev, nil
+}
+
+// openHistory opens the store the configuration names, and says where it is.
+func openHistory(cfg config.Config, logger *slog.Logger) (hub.Log, string, error) {
+	switch cfg.Store {
+	case "memory":
+		size := cmp.Or(cfg.HistorySize, hub.DefaultHistorySize)
+		return hub.NewMemoryLog(hub.MemoryLogConfig{Size: size, MaxAge: cfg.HistoryMaxAge}),
+			fmt.Sprintf("in memory, the last %d events", size), nil
+	case "bolt":
+		path := filepath.Join(cfg.DataDir, "history.db")
+		size := cmp.Or(cfg.HistorySize, boltstore.DefaultSize)
+		l, err := boltstore.Open(boltstore.Config{Path: path, Size: size, MaxAge: cfg.HistoryMaxAge, Logger: logger})
+		return l, fmt.Sprintf("%s, the last %d events", path, size), err
+	default:
+		return nil, "", fmt.Errorf("unknown store %q", cfg.Store)
+	}
 }
 
 // orNone maps the daemon's "0 means none" to the hub's negative value.

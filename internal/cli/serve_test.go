@@ -41,11 +41,12 @@ func (s *syncBuffer) String() string {
 func serve(t *testing.T, env map[string]string, args ...string) (base string, stderr *syncBuffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	dir := t.TempDir()
 	stderr = &syncBuffer{}
 	addr := make(chan string, 1)
 	code := make(chan int, 1)
 	go func() {
-		code <- cli.Run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0"}, args...), cli.Env{
+		code <- cli.Run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dir}, args...), cli.Env{
 			Stdout:    io.Discard,
 			Stderr:    stderr,
 			LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
@@ -215,7 +216,7 @@ func TestServeBadConfiguration(t *testing.T) {
 	// A port already taken is a failure to run, not a usage error.
 	base, _, _ := serve(t, nil)
 	var stderr bytes.Buffer
-	code := cli.Run(context.Background(), []string{"serve", "-addr", strings.TrimPrefix(base, "http://")},
+	code := cli.Run(context.Background(), []string{"serve", "-store", "memory", "-addr", strings.TrimPrefix(base, "http://")},
 		cli.Env{Stdout: io.Discard, Stderr: &stderr})
 	if code != cli.ExitFailure || !strings.Contains(stderr.String(), "address already in use") {
 		t.Errorf("a taken port: exit %d, %q", code, stderr.String())

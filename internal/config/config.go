@@ -37,6 +37,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 
 	Store         string
+	DataDir       string
 	HistorySize   int
 	HistoryMaxAge time.Duration
 	MaxBodySize   int64
@@ -50,7 +51,7 @@ type Config struct {
 }
 
 // Stores lists the values of the store option.
-var Stores = []string{"memory"}
+var Stores = []string{"bolt", "memory"}
 
 // option is one setting: its flag, the environment variables that may set
 // it (the first is herald's own, others are aliases Mercure users know),
@@ -78,8 +79,9 @@ func (c *Config) options() []option {
 		{"write-timeout", env("WRITE_TIMEOUT"), "the maximum lifetime (a `duration`) of a subscription's connection, closed after 80-100% of it; 0 for none", (*durationValue)(&c.WriteTimeout)},
 		{"dispatch-timeout", env("DISPATCH_TIMEOUT"), "how long (a `duration`) one write to a subscriber may take", (*durationValue)(&c.DispatchTimeout)},
 		{"shutdown-timeout", env("SHUTDOWN_TIMEOUT"), "how long (a `duration`) a graceful shutdown may take before connections are cut", (*durationValue)(&c.ShutdownTimeout)},
-		{"store", env("STORE"), "where the history is kept (the `store`): " + strings.Join(Stores, ", "), (*strValue)(&c.Store)},
-		{"history-size", env("HISTORY_SIZE"), "the `number` of events the history retains", (*intValue)(&c.HistorySize)},
+		{"store", env("STORE"), "where the history is kept (the `store`): bolt (a file in -data-dir) or memory", (*strValue)(&c.Store)},
+		{"data-dir", env("DATA_DIR"), "the `directory` of the history file (store bolt)", (*strValue)(&c.DataDir)},
+		{"history-size", env("HISTORY_SIZE"), "the `number` of events the history retains; 0 for the store's default (bolt 1000000, memory 10000)", (*intValue)(&c.HistorySize)},
 		{"history-max-age", env("HISTORY_MAX_AGE"), "drop events older than this `duration` from the history; 0 for no limit", (*durationValue)(&c.HistoryMaxAge)},
 		{"max-body-size", env("MAX_BODY_SIZE"), "the largest publish request body, in `bytes`", (*int64Value)(&c.MaxBodySize)},
 		{"max-topics", env("MAX_TOPICS"), "the most topics (a `number`) in one update or subscription", (*intValue)(&c.MaxTopics)},
@@ -105,8 +107,8 @@ func Default() Config {
 		WriteTimeout:    600 * time.Second,
 		DispatchTimeout: 5 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
-		Store:           "memory",
-		HistorySize:     10_000,
+		Store:           "bolt",
+		DataDir:         "herald-data",
 		MaxBodySize:     1 << 20,
 		MaxTopics:       1000,
 		LogLevel:        "info",
@@ -155,8 +157,11 @@ func (c *Config) Validate() error {
 	if !slices.Contains(Stores, c.Store) {
 		errs = append(errs, fmt.Errorf("store: %q is not one of %s", c.Store, strings.Join(Stores, ", ")))
 	}
-	if c.HistorySize <= 0 {
-		errs = append(errs, fmt.Errorf("history-size: %d is not positive", c.HistorySize))
+	if c.HistorySize < 0 {
+		errs = append(errs, fmt.Errorf("history-size: %d is negative", c.HistorySize))
+	}
+	if c.Store == "bolt" && c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir: empty, and store bolt keeps its file there"))
 	}
 	if c.MaxBodySize <= 0 {
 		errs = append(errs, fmt.Errorf("max-body-size: %d is not positive", c.MaxBodySize))

@@ -31,7 +31,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Addr != ":8080" || c.Heartbeat != 40*time.Second || c.WriteTimeout != 600*time.Second ||
-		c.Store != "memory" || c.Anonymous != nil || c.CookieName != "mercureAuthorization" {
+		c.Store != "bolt" || c.DataDir != "herald-data" || c.Anonymous != nil || c.CookieName != "mercureAuthorization" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -80,7 +80,8 @@ func TestInvalid(t *testing.T) {
 		{"bad duration flag", []string{"-heartbeat", "soon"}, nil, "heartbeat"},
 		{"unknown store", []string{"-store", "floppy"}, nil, "store"},
 		{"negative heartbeat", []string{"-heartbeat", "-1s"}, nil, "heartbeat"},
-		{"zero history", []string{"-history-size", "0"}, nil, "history-size"},
+		{"negative history", []string{"-history-size", "-1"}, nil, "history-size"},
+		{"no data dir", []string{"-data-dir", ""}, nil, "data-dir"},
 		{"half of TLS", []string{"-tls-cert", "c.pem"}, nil, "tls"},
 		{"subscriber key alone", nil, map[string]string{"HERALD_SUBSCRIBER_JWT_KEY": "k"}, "subscriber-jwt-key"},
 		{"log level", []string{"-log-level", "loud"}, nil, "log-level"},

@@ -1,0 +1,158 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"time"
+
+	"github.com/herald-sse/herald/hub"
+)
+
+// The record of an event, as the events bucket stores it:
+//
+//	version    1 byte, recordVersion
+//	time       varint, Unix nanoseconds
+//	flags      1 byte: 1 private, 2 end
+//	retry      uvarint, milliseconds
+//	id, type   uvarint length, bytes
+//	topics     uvarint count, then each as uvarint length, bytes
+//	data       uvarint length, bytes
+//	checksum   4 bytes, CRC-32C of all the above, big-endian
+//
+// The checksum catches a record damaged on disk, which bbolt, which checks
+// only its meta pages, would hand over as it is.
+const recordVersion = 1
+
+const (
+	flagPrivate = 1 << iota
+	flagEnd
+)
+
+var (
+	castagnoli = crc32.MakeTable(crc32.Castagnoli)
+	errCorrupt = errors.New("corrupt record")
+)
+
+func appendRecord(b []byte, ev *hub.Event) []byte {
+	start := len(b)
+	b = append(b, recordVersion)
+	b = binary.AppendVarint(b, ev.Time.UnixNano())
+	var flags byte
+	if ev.Private {
+		flags |= flagPrivate
+	}
+	if ev.End {
+		flags |= flagEnd
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(ev.Retry.Milliseconds()))
+	b = appendString(b, ev.ID)
+	b = appendString(b, ev.Type)
+	b = binary.AppendUvarint(b, uint64(len(ev.Topics)))
+	for _, t := range ev.Topics {
+		b = appendString(b, t)
+	}
+	b = appendString(b, ev.Data)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decodeRecord decodes the record of the event at pos.
+func decodeRecord(pos uint64, rec []byte) (*hub.Event, error) {
+	if len(rec) < 5 {
+		return nil, errCorrupt
+	}
+	body, sum := rec[:len(rec)-4], binary.BigEndian.Uint32(rec[len(rec)-4:])
+	if crc32.Checksum(body, castagnoli) != sum || body[0] != recordVersion {
+		return nil, errCorrupt
+	}
+	d := decoder{b: body[1:]}
+	ev := &hub.Event{Pos: pos}
+	ev.Time = time.Unix(0, d.varint())
+	flags := d.byte()
+	ev.Private, ev.End = flags&flagPrivate != 0, flags&flagEnd != 0
+	ev.Retry = time.Duration(d.uvarint()) * time.Millisecond
+	ev.ID = d.string()
+	ev.Type = d.string()
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		return nil, errCorrupt
+	}
+	ev.Topics = make([]string, n)
+	for i := range ev.Topics {
+		ev.Topics[i] = d.string()
+	}
+	ev.Data = d.string()
+	if d.bad || len(d.b) != 0 {
+		return nil, errCorrupt
+	}
+	return ev, nil
+}
+
+// recordHead decodes only the time and the ID of a record, for trimming.
+func recordHead(rec []byte) (t time.Time, id string, err error) {
+	if len(rec) < 5 || rec[0] != recordVersion {
+		return time.Time{}, "", errCorrupt
+	}
+	d := decoder{b: rec[1 : len(rec)-4]}
+	t = time.Unix(0, d.varint())
+	d.byte()
+	d.uvarint()
+	id = d.string()
+	if d.bad {
+		return time.Time{}, "", errCorrupt
+	}
+	return t, id, nil
+}
+
+// decoder reads a record's fields; bad records set bad rather than panic.
+type decoder struct {
+	b   []byte
+	bad bool
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.bad = true
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.bad = true
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
