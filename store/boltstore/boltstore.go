@@ -150,13 +150,13 @@ func Open(cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w; if the file is damaged, move it away to start with an empty history", cfg.Path, err)
 	}
 	l := &Log{
-		db:      db,
-		size:    cfg.Size,
-		maxAge:  cfg.MaxAge,
-		logger:  cfg.Logger,
-		appends: make(chan *appendReq, maxBatch),
-		quit:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		db:        db,
+		size:      cfg.Size,
+		maxAge:    cfg.MaxAge,
+		logger:    cfg.Logger,
+		appends:   make(chan *appendReq, maxBatch),
+		quit:      make(chan struct{}),
+		stopped:   make(chan struct{}),
 		tail:      make([]*hub.Event, tailSize),
 		wake:      make(chan struct{}),
 		accepting: true,
