@@ -18,11 +18,23 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Key verifies the signature of JSON Web Tokens. Build one with NewKey.
+// Key verifies the signature of JSON Web Tokens. Build one with NewKey. It
+// remembers the tokens it verified, so that a client that presents the
+// same token again (a publisher, typically, on every publication) is not
+// verified again; their expiry is still checked at each use.
 type Key struct {
-	alg string
-	key any
+	alg      string
+	key      any
+	verified cache[string, *claims]
 }
+
+// Bounds on the cache of verified tokens: its entries, and the length of a
+// token worth remembering (a larger one is verified each time, so that the
+// cache stays small whatever clients send).
+const (
+	verifiedCacheSize = 4096
+	maxCachedToken    = 2048
+)
 
 // NewKey returns a Key for the algorithm alg: HS256, HS384 or HS512 with a
 // shared secret; RS256, RS384, RS512, PS256, PS384 or PS512 with an RSA
@@ -38,7 +50,7 @@ func NewKey(alg string, material []byte) (*Key, error) {
 	}
 	switch alg {
 	case "HS256", "HS384", "HS512":
-		return &Key{alg: alg, key: material}, nil
+		return &Key{alg: alg, key: material, verified: newCache[string, *claims](verifiedCacheSize)}, nil
 	case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
 	default:
 		return nil, fmt.Errorf("hub: unsupported signing algorithm %q", alg)
@@ -59,7 +71,7 @@ func NewKey(alg string, material []byte) (*Key, error) {
 	if !fits {
 		return nil, fmt.Errorf("hub: key for %s: a %T does not fit the algorithm", alg, pub)
 	}
-	return &Key{alg: alg, key: pub}, nil
+	return &Key{alg: alg, key: pub, verified: newCache[string, *claims](verifiedCacheSize)}, nil
 }
 
 func parsePublicKey(material []byte) (any, error) {
@@ -99,6 +111,7 @@ type claims struct {
 	Subscribe []string        `json:"subscribe"`
 	Payload   json.RawMessage `json:"payload,omitempty"`
 	expires   time.Time       // zero: the token does not expire
+	notBefore time.Time       // zero: valid from the start
 }
 
 // tokenClaims is a token's claims set as it is decoded: the Mercure claims
@@ -116,9 +129,27 @@ func verify(key *Key, token string) (*claims, error) {
 	if len(token) > maxTokenLength {
 		return nil, fmt.Errorf("the token is longer than %d bytes", maxTokenLength)
 	}
+	if c, ok := key.verified.get(token); ok {
+		if now := time.Now(); !c.notBefore.IsZero() && now.Before(c.notBefore.Add(-leeway)) ||
+			!c.expires.IsZero() && !now.Before(c.expires.Add(leeway)) {
+			return nil, errors.New("token is expired or not valid yet")
+		}
+		return c, nil
+	}
+	c, err := parse(key, token)
+	if err == nil && len(token) <= maxCachedToken {
+		key.verified.put(token, c)
+	}
+	return c, err
+}
+
+// leeway is the clock skew tolerated on a token's exp and nbf.
+const leeway = 5 * time.Second
+
+func parse(key *Key, token string) (*claims, error) {
 	var tc tokenClaims
 	_, err := jwt.ParseWithClaims(token, &tc, func(*jwt.Token) (any, error) { return key.key, nil },
-		jwt.WithValidMethods([]string{key.alg}), jwt.WithLeeway(5*time.Second))
+		jwt.WithValidMethods([]string{key.alg}), jwt.WithLeeway(leeway))
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +165,9 @@ func verify(key *Key, token string) (*claims, error) {
 	}
 	if tc.ExpiresAt != nil {
 		c.expires = tc.ExpiresAt.Time
+	}
+	if tc.NotBefore != nil {
+		c.notBefore = tc.NotBefore.Time
 	}
 	return c, nil
 }

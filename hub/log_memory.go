@@ -63,14 +63,16 @@ func (l *MemoryLog) Append(ctx context.Context, evs ...*Event) error {
 	if l.closed {
 		return ErrClosed
 	}
-	for i, ev := range evs {
-		if _, dup := l.ids[ev.ID]; dup {
+	var own map[string]bool
+	if len(evs) > 1 {
+		own = make(map[string]bool, len(evs))
+	}
+	for _, ev := range evs {
+		if _, dup := l.ids[ev.ID]; dup || own[ev.ID] {
 			return ErrDuplicateID
 		}
-		for _, other := range evs[:i] {
-			if other.ID == ev.ID {
-				return ErrDuplicateID
-			}
+		if own != nil {
+			own[ev.ID] = true
 		}
 	}
 	now := time.Now()

@@ -3,7 +3,19 @@ package hub
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
+
+func signHS256(t *testing.T, k *Key, exp int64) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"exp": exp}).SignedString(k.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 func TestMatch(t *testing.T) {
 	t.Parallel()
@@ -68,4 +80,26 @@ func FuzzMatch(f *testing.F) {
 			t.Fatal("a plain selector matched another topic")
 		}
 	})
+}
+
+// A verified token is remembered, and its expiry still applies.
+func TestVerifiedCache(t *testing.T) {
+	key, err := NewKey("HS256", []byte("a key for the verified-token cache test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := signHS256(t, key, time.Now().Add(2*time.Second).Unix())
+	for range 2 {
+		if _, err := verify(key, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := key.verified.get(tok); !ok {
+		t.Fatal("the token was not remembered")
+	}
+	c, _ := key.verified.get(tok)
+	c.expires = time.Now().Add(-time.Minute) // as if its time had come
+	if _, err := verify(key, tok); err == nil {
+		t.Fatal("an expired token passed from the cache")
+	}
 }

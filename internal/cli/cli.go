@@ -55,6 +55,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the hub", runServe},
+		{"bench", "load a hub and measure it (fanout)", runBench},
 		{"version", "print the version of herald", runVersion},
 		{"help", "show help for herald or one of its commands", runHelp},
 	}

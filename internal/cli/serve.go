@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/internal/config"
 	"github.com/herald-sse/herald/store/boltstore"
+	"github.com/herald-sse/herald/store/pebblestore"
 )
 
 func runServe(e *env, args []string) error {
@@ -77,6 +79,13 @@ func runServe(e *env, args []string) error {
 		e.Listening(ln.Addr().String())
 	}
 
+	if cfg.PprofAddr != "" {
+		if err := servePprof(cfg.PprofAddr, logger); err != nil {
+			_ = h.Close()
+			return err
+		}
+	}
+
 	served := make(chan error, 1)
 	go func() {
 		if cfg.TLSCert != "" {
@@ -119,6 +128,24 @@ func routes(h *hub.Hub) http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	return mux
+}
+
+// servePprof serves Go's profiling endpoints on their own listener, for
+// as long as the process runs.
+func servePprof(addr string, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	logger.Info("profiling endpoints", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	go func() { _ = http.Serve(ln, mux) }()
+	return nil
 }
 
 // devSetup is the configuration the daemon makes up when it is given no
@@ -188,11 +215,16 @@ func openHistory(cfg config.Config, logger *slog.Logger) (hub.Log, string, error
 		size := cmp.Or(cfg.HistorySize, hub.DefaultHistorySize)
 		return hub.NewMemoryLog(hub.MemoryLogConfig{Size: size, MaxAge: cfg.HistoryMaxAge}),
 			fmt.Sprintf("in memory, the last %d events", size), nil
+	case "pebble":
+		dir := filepath.Join(cfg.DataDir, "history")
+		size := cmp.Or(cfg.HistorySize, pebblestore.DefaultSize)
+		l, err := pebblestore.Open(pebblestore.Config{Dir: dir, Size: size, MaxAge: cfg.HistoryMaxAge, Logger: logger})
+		return l, fmt.Sprintf("%s (pebble), the last %d events", dir, size), err
 	case "bolt":
 		path := filepath.Join(cfg.DataDir, "history.db")
 		size := cmp.Or(cfg.HistorySize, boltstore.DefaultSize)
 		l, err := boltstore.Open(boltstore.Config{Path: path, Size: size, MaxAge: cfg.HistoryMaxAge, Logger: logger})
-		return l, fmt.Sprintf("%s, the last %d events", path, size), err
+		return l, fmt.Sprintf("%s (bolt), the last %d events", path, size), err
 	default:
 		return nil, "", fmt.Errorf("unknown store %q", cfg.Store)
 	}

@@ -48,10 +48,11 @@ type Config struct {
 
 	LogLevel  string
 	LogFormat string
+	PprofAddr string
 }
 
 // Stores lists the values of the store option.
-var Stores = []string{"bolt", "memory"}
+var Stores = []string{"pebble", "bolt", "memory"}
 
 // option is one setting: its flag, the environment variables that may set
 // it (the first is herald's own, others are aliases Mercure users know),
@@ -79,9 +80,9 @@ func (c *Config) options() []option {
 		{"write-timeout", env("WRITE_TIMEOUT"), "the maximum lifetime (a `duration`) of a subscription's connection, closed after 80-100% of it; 0 for none", (*durationValue)(&c.WriteTimeout)},
 		{"dispatch-timeout", env("DISPATCH_TIMEOUT"), "how long (a `duration`) one write to a subscriber may take", (*durationValue)(&c.DispatchTimeout)},
 		{"shutdown-timeout", env("SHUTDOWN_TIMEOUT"), "how long (a `duration`) a graceful shutdown may take before connections are cut", (*durationValue)(&c.ShutdownTimeout)},
-		{"store", env("STORE"), "where the history is kept (the `store`): bolt (a file in -data-dir) or memory", (*strValue)(&c.Store)},
-		{"data-dir", env("DATA_DIR"), "the `directory` of the history file (store bolt)", (*strValue)(&c.DataDir)},
-		{"history-size", env("HISTORY_SIZE"), "the `number` of events the history retains; 0 for the store's default (bolt 1000000, memory 10000)", (*intValue)(&c.HistorySize)},
+		{"store", env("STORE"), "where the history is kept (the `store`): pebble or bolt (on disk, in -data-dir), or memory", (*strValue)(&c.Store)},
+		{"data-dir", env("DATA_DIR"), "the `directory` of the history (stores pebble and bolt)", (*strValue)(&c.DataDir)},
+		{"history-size", env("HISTORY_SIZE"), "the `number` of events the history retains; 0 for the store's default (on disk 1000000, memory 10000)", (*intValue)(&c.HistorySize)},
 		{"history-max-age", env("HISTORY_MAX_AGE"), "drop events older than this `duration` from the history; 0 for no limit", (*durationValue)(&c.HistoryMaxAge)},
 		{"max-body-size", env("MAX_BODY_SIZE"), "the largest publish request body, in `bytes`", (*int64Value)(&c.MaxBodySize)},
 		{"max-topics", env("MAX_TOPICS"), "the most topics (a `number`) in one update or subscription", (*intValue)(&c.MaxTopics)},
@@ -89,6 +90,7 @@ func (c *Config) options() []option {
 		{"tls-key", env("TLS_KEY"), "the PEM private key `file` of -tls-cert", (*strValue)(&c.TLSKey)},
 		{"log-level", env("LOG_LEVEL"), "the log `level`: debug, info, warn or error", (*strValue)(&c.LogLevel)},
 		{"log-format", env("LOG_FORMAT"), "the log `format`: text or json", (*strValue)(&c.LogFormat)},
+		{"pprof-addr", env("PPROF_ADDR"), "serve Go's profiling endpoints (/debug/pprof/) on this `address`, e.g. 127.0.0.1:6060; keep it private", (*strValue)(&c.PprofAddr)},
 	}
 }
 
@@ -107,7 +109,7 @@ func Default() Config {
 		WriteTimeout:    600 * time.Second,
 		DispatchTimeout: 5 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
-		Store:           "bolt",
+		Store:           "pebble",
 		DataDir:         "herald-data",
 		MaxBodySize:     1 << 20,
 		MaxTopics:       1000,
@@ -160,8 +162,8 @@ func (c *Config) Validate() error {
 	if c.HistorySize < 0 {
 		errs = append(errs, fmt.Errorf("history-size: %d is negative", c.HistorySize))
 	}
-	if c.Store == "bolt" && c.DataDir == "" {
-		errs = append(errs, errors.New("data-dir: empty, and store bolt keeps its file there"))
+	if c.Store != "memory" && c.DataDir == "" {
+		errs = append(errs, fmt.Errorf("data-dir: empty, and store %s keeps its files there", c.Store))
 	}
 	if c.MaxBodySize <= 0 {
 		errs = append(errs, fmt.Errorf("max-body-size: %d is not positive", c.MaxBodySize))

@@ -31,7 +31,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Addr != ":8080" || c.Heartbeat != 40*time.Second || c.WriteTimeout != 600*time.Second ||
-		c.Store != "bolt" || c.DataDir != "herald-data" || c.Anonymous != nil || c.CookieName != "mercureAuthorization" {
+		c.Store != "pebble" || c.DataDir != "herald-data" || c.Anonymous != nil || c.CookieName != "mercureAuthorization" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/herald-sse/herald/store/boltstore"
 )
 
-func open(t *testing.T, cfg boltstore.Config) *boltstore.Log {
+func open(t *testing.T, cfg boltstore.Config) boltstore.Log {
 	t.Helper()
 	if cfg.Path == "" {
 		cfg.Path = filepath.Join(t.TempDir(), "history.db")

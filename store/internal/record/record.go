@@ -1,4 +1,6 @@
-package boltstore
+// Package record is the binary form in which herald's stores keep an
+// event, checksummed.
+package record
 
 import (
 	"encoding/binary"
@@ -9,7 +11,7 @@ import (
 	"github.com/herald-sse/herald/hub"
 )
 
-// The record of an event, as the events bucket stores it:
+// The record of an event, as the stores keep it:
 //
 //	version    1 byte, recordVersion
 //	time       varint, Unix nanoseconds
@@ -20,8 +22,8 @@ import (
 //	data       uvarint length, bytes
 //	checksum   4 bytes, CRC-32C of all the above, big-endian
 //
-// The checksum catches a record damaged on disk, which bbolt, which checks
-// only its meta pages, would hand over as it is.
+// The checksum catches a record damaged on disk, which a store that checks
+// only its own structures (bbolt checks its meta pages) would hand over.
 const recordVersion = 1
 
 const (
@@ -31,10 +33,11 @@ const (
 
 var (
 	castagnoli = crc32.MakeTable(crc32.Castagnoli)
-	errCorrupt = errors.New("corrupt record")
+	ErrCorrupt = errors.New("corrupt record")
 )
 
-func appendRecord(b []byte, ev *hub.Event) []byte {
+// Append appends the record of ev to b.
+func Append(b []byte, ev *hub.Event) []byte {
 	start := len(b)
 	b = append(b, recordVersion)
 	b = binary.AppendVarint(b, ev.Time.UnixNano())
@@ -62,14 +65,14 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// decodeRecord decodes the record of the event at pos.
-func decodeRecord(pos uint64, rec []byte) (*hub.Event, error) {
+// Decode decodes the record of the event at pos.
+func Decode(pos uint64, rec []byte) (*hub.Event, error) {
 	if len(rec) < 5 {
-		return nil, errCorrupt
+		return nil, ErrCorrupt
 	}
 	body, sum := rec[:len(rec)-4], binary.BigEndian.Uint32(rec[len(rec)-4:])
 	if crc32.Checksum(body, castagnoli) != sum || body[0] != recordVersion {
-		return nil, errCorrupt
+		return nil, ErrCorrupt
 	}
 	d := decoder{b: body[1:]}
 	ev := &hub.Event{Pos: pos}
@@ -81,7 +84,7 @@ func decodeRecord(pos uint64, rec []byte) (*hub.Event, error) {
 	ev.Type = d.string()
 	n := d.uvarint()
 	if n > uint64(len(d.b)) {
-		return nil, errCorrupt
+		return nil, ErrCorrupt
 	}
 	ev.Topics = make([]string, n)
 	for i := range ev.Topics {
@@ -89,15 +92,15 @@ func decodeRecord(pos uint64, rec []byte) (*hub.Event, error) {
 	}
 	ev.Data = d.string()
 	if d.bad || len(d.b) != 0 {
-		return nil, errCorrupt
+		return nil, ErrCorrupt
 	}
 	return ev, nil
 }
 
-// recordHead decodes only the time and the ID of a record, for trimming.
-func recordHead(rec []byte) (t time.Time, id string, err error) {
+// Head decodes only the time and the ID of a record, for trimming.
+func Head(rec []byte) (t time.Time, id string, err error) {
 	if len(rec) < 5 || rec[0] != recordVersion {
-		return time.Time{}, "", errCorrupt
+		return time.Time{}, "", ErrCorrupt
 	}
 	d := decoder{b: rec[1 : len(rec)-4]}
 	t = time.Unix(0, d.varint())
@@ -105,7 +108,7 @@ func recordHead(rec []byte) (t time.Time, id string, err error) {
 	d.uvarint()
 	id = d.string()
 	if d.bad {
-		return time.Time{}, "", errCorrupt
+		return time.Time{}, "", ErrCorrupt
 	}
 	return t, id, nil
 }
