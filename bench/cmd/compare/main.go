@@ -265,8 +265,8 @@ func report(w *os.File, scenarios []scenario, names []string, results map[string
 	fmt.Fprintf(w, "\nMedians of %d rounds, %s, %s.\n", rounds, time.Now().UTC().Format("2006-01-02"), host)
 	for _, sc := range scenarios {
 		fmt.Fprintf(w, "\n**%s** (`herald bench %s`)\n\n", sc.name, strings.Join(sc.args, " "))
-		fmt.Fprintln(w, "| hub | acknowledged/s | POST p50 | POST p99 | delivery p99 | hub CPU µs per event | checks |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		fmt.Fprintf(w, "| hub | acknowledged/s | %s ÷ this | POST p50 | POST p99 | delivery p99 | hub CPU µs per event | checks |\n", names[0])
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 		base := median(field(results[sc.name][names[0]], "publish_rate"))
 		for _, name := range names {
 			runs := results[sc.name][name]
@@ -277,11 +277,11 @@ func report(w *os.File, scenarios []scenario, names []string, results map[string
 					ok = "FAILED"
 				}
 			}
-			ratio := ""
-			if name != names[0] && rate > 0 {
-				ratio = fmt.Sprintf(" (herald ×%.2f)", base/rate)
+			ratio := "1"
+			if rate > 0 {
+				ratio = fmt.Sprintf("%.2f", base/rate)
 			}
-			fmt.Fprintf(w, "| %s | %.0f%s | %.2f ms | %.2f ms | %.2f ms | %.0f | %s |\n", name, rate, ratio,
+			fmt.Fprintf(w, "| %s | %.0f | %s | %.2f ms | %.2f ms | %.2f ms | %.0f | %s |\n", name, rate, ratio,
 				median(field(runs, "post_latency", "p50_ms")), median(field(runs, "post_latency", "p99_ms")),
 				median(field(runs, "delivery_latency", "p99_ms")), median(field(runs, "hub_cpu_seconds_per_million_deliveries")), ok)
 		}

@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/herald-sse/herald/hub"
+	"github.com/herald-sse/herald/sse"
+)
+
+func TestHistogram(t *testing.T) {
+	t.Parallel()
+	var h Histogram
+	for i := 1; i <= 100_000; i++ {
+		h.Record(time.Duration(i) * time.Microsecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.9, 90 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {0.999, 99900 * time.Microsecond}} {
+		got := h.Percentile(c.p)
+		if diff := math.Abs(float64(got-c.want)) / float64(c.want); diff > 0.02 {
+			t.Errorf("p%v = %v, want %v within 2%%", c.p*100, got, c.want)
+		}
+	}
+	if h.Max() != 100*time.Millisecond || h.Count() != 100_000 {
+		t.Errorf("max %v, count %d", h.Max(), h.Count())
+	}
+	var empty Histogram
+	if empty.Percentile(0.5) != 0 {
+		t.Error("an empty histogram has a median")
+	}
+}
+
+func TestRawConn(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		switch r.URL.Query().Get("mode") {
+		case "chunked":
+			w.(http.Flusher).Flush() // forces a chunked body
+			io.WriteString(w, "chunked ")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "body")
+		case "close":
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "bye")
+		case "refuse":
+			http.Error(w, "no", http.StatusForbidden)
+		default:
+			io.WriteString(w, "id-"+r.Header.Get("Authorization"))
+		}
+	}))
+	defer srv.Close()
+	for _, c := range []struct {
+		mode   string
+		status int
+		body   string
+	}{
+		{"", 200, "id-Bearer tok"},
+		{"chunked", 200, "chunked body"},
+		{"close", 200, "bye"},
+		{"", 200, "id-Bearer tok"}, // after a close: reconnects
+		{"refuse", 403, "no\n"},
+	} {
+		u, _ := url.Parse(srv.URL + "/?mode=" + c.mode)
+		conn, err := newRawConn(u, "tok")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the same connection, kept alive
+			status, body, err := conn.post(context.Background(), []byte("topic=a&data=x"))
+			if err != nil || status != c.status || string(body) != c.body {
+				t.Fatalf("mode %q: %d %q %v, want %d %q", c.mode, status, body, err, c.status, c.body)
+			}
+		}
+		conn.close()
+	}
+	if bodies[0] != "topic=a&data=x" {
+		t.Fatalf("the server read %q", bodies[0])
+	}
+}
+
+// A fan-out run against a real hub: every event reaches every subscriber
+// of its topic, and the report says so.
+func TestFanout(t *testing.T) {
+	t.Parallel()
+	h, err := hub.New(hub.Config{PublisherKey: mustKey(t), Anonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	defer h.Close()
+	tok := token(t)
+	res, err := Fanout(context.Background(), FanoutConfig{
+		URL: srv.URL + hub.Path, Subscribers: 10, Topics: 3, Events: 600, Publishers: 4,
+		PublisherToken: tok, PID: 0, Drain: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Topics 0, 1, 2 get 200 events each; subscribers 4, 3, 3.
+	if res.Published != 600 || res.Expected != 200*4+200*3+200*3 || res.Delivered != res.Expected ||
+		res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.Incomplete != 0 {
+		t.Fatalf("%+v", res)
+	}
+	if res.DeliveryLatency.Count != uint64(res.Expected) || res.PostLatency.Count != 600 {
+		t.Fatalf("latencies: %+v %+v", res.DeliveryLatency, res.PostLatency)
+	}
+}
+
+// The verification catches a hub that loses, repeats or reorders events.
+func TestFanoutCatchesFaults(t *testing.T) {
+	t.Parallel()
+	for _, fault := range []string{"drop", "duplicate", "reorder"} {
+		t.Run(fault, func(t *testing.T) {
+			t.Parallel()
+			res, err := Fanout(context.Background(), FanoutConfig{
+				URL: faultyHub(t, fault) + hub.Path, Subscribers: 1, Topics: 1, Events: 50, Publishers: 1, Drain: 500 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int64{"drop": res.Missing, "duplicate": res.Duplicated, "reorder": res.OutOfOrder}[fault]
+			if got == 0 {
+				t.Fatalf("a hub that does %s went unnoticed: %+v", fault, res)
+			}
+		})
+	}
+}
+
+// faultyHub is a minimal hub that mistreats event 10: it drops it, sends
+// it twice, or sends it after event 11.
+func faultyHub(t *testing.T, fault string) string {
+	t.Helper()
+	var mu sync.Mutex
+	var subs []chan string
+	var held string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			ch := make(chan string, 1000)
+			mu.Lock()
+			subs = append(subs, ch)
+			mu.Unlock()
+			s, err := sse.NewStream(w, r, sse.StreamConfig{})
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			for {
+				select {
+				case data := <-ch:
+					if s.Send(sse.Event{Data: data}) != nil {
+						return
+					}
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		_ = r.ParseForm()
+		data := r.PostForm.Get("data")
+		var out []string
+		if strings.Fields(data + " x x")[1] == "10" {
+			switch fault {
+			case "drop":
+			case "duplicate":
+				out = []string{data, data}
+			case "reorder":
+				held = data
+			}
+		} else {
+			out = append(out, data)
+			if held != "" && strings.Fields(data + " x x")[1] == "11" {
+				out, held = append(out, held), ""
+			}
+		}
+		mu.Lock()
+		for _, ch := range subs {
+			for _, d := range out {
+				ch <- d
+			}
+		}
+		mu.Unlock()
+		fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func mustKey(t *testing.T) *hub.Key {
+	t.Helper()
+	k, err := hub.NewKey("HS256", []byte("the key of the bench package's tests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func token(t *testing.T) string {
+	t.Helper()
+	return signed(t, "the key of the bench package's tests")
+}
+
+func signed(t *testing.T, key string) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"mercure": map[string]any{"publish": []string{"*"}},
+	}).SignedString([]byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
