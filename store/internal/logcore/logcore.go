@@ -1,11 +1,12 @@
 // Package logcore is the part of herald's durable stores that does not
-// touch the disk: the committer that batches appends into group commits,
-// the bounds, the most recent events kept in memory, and the waiters. A
-// store supplies a Backend that writes and reads its files.
+// touch the disk: group commit, the bounds, the most recent events kept in
+// memory, the waiters, and retention. A store supplies a Backend that
+// writes and reads its files.
 package logcore
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -24,9 +25,9 @@ const (
 	trimChunk = 4096
 )
 
-// Backend is the durable part of a store. Only the committer goroutine
-// calls Commit and Trim; Read and Lookup may run concurrently with them
-// and with each other.
+// Backend is the durable part of a store. Commit and Trim are never called
+// concurrently (one leader at a time); Read and Lookup may run concurrently
+// with them and with each other.
 type Backend interface {
 	// Commit writes the events of the batches in one durable commit, in
 	// order from position next, skipping (with hub.ErrDuplicateID in
@@ -52,18 +53,24 @@ type Backend interface {
 }
 
 // Log is a hub.Log over a Backend. It is safe for concurrent use.
+//
+// Appends are committed by a leader: an append that finds no commit under
+// way commits, in its own goroutine, every append waiting (its own among
+// them); appends that arrive meanwhile wait, and when the commit is done
+// the first of them leads the next one. A lone publisher so commits with
+// no handoff between goroutines, and concurrent publishers share commits,
+// and so syncs (group commit).
 type Log struct {
 	b      Backend
 	logger *slog.Logger
 
-	appends chan *appendReq
-	quit    chan struct{}
-	stopped chan struct{} // closed when the committer has returned
-
-	// sendMu orders Close after every send to appends that began before
-	// it: the committer then answers all of them.
-	sendMu    sync.RWMutex
-	accepting bool
+	qmu     sync.Mutex
+	queue   []*appendReq // appends waiting for a commit
+	leading bool         // a commit, or a retention trim, is under way
+	idle    sync.Cond    // signalled when leading turns false with an empty queue
+	closing bool
+	quit    chan struct{} // closed by Close: the trimmer stops
+	trimmed chan struct{} // closed when the trimmer has returned
 
 	mu     sync.RWMutex
 	first  uint64
@@ -80,38 +87,44 @@ var _ hub.Log = (*Log)(nil)
 
 type appendReq struct {
 	evs  []*hub.Event
-	done chan error
+	done chan error // the outcome, or errLead: commit for the others
 }
+
+// errLead tells a waiting append that it leads the next commit.
+var errLead = errors.New("logcore: lead the next commit")
 
 // New returns a Log over b, which holds the positions [first, next); recent
 // are its last events, in order (up to TailSize of them). It starts the
-// committer.
+// goroutine that drops expired events while no one appends.
 func New(b Backend, first, next uint64, recent []*hub.Event, logger *slog.Logger) *Log {
 	l := &Log{
-		b:         b,
-		logger:    logger,
-		appends:   make(chan *appendReq, maxBatch),
-		quit:      make(chan struct{}),
-		stopped:   make(chan struct{}),
-		accepting: true,
-		first:     first,
-		next:      next,
-		tail:      make([]*hub.Event, TailSize),
-		from:      next,
-		wake:      make(chan struct{}),
+		b:       b,
+		logger:  logger,
+		quit:    make(chan struct{}),
+		trimmed: make(chan struct{}),
+		first:   first,
+		next:    next,
+		tail:    make([]*hub.Event, TailSize),
+		from:    next,
+		wake:    make(chan struct{}),
 	}
+	l.idle.L = &l.qmu
 	for _, ev := range recent {
 		l.tail[ev.Pos%TailSize] = ev
 		l.from = min(l.from, ev.Pos)
 	}
-	go l.commitLoop()
+	go l.trimLoop()
 	return l
 }
 
-// Append implements hub.Log.
+// Append implements hub.Log. Once queued, an append waits for its outcome
+// whatever its context says, so that an acknowledgement is never lost.
 func (l *Log) Append(ctx context.Context, evs ...*hub.Event) error {
 	if len(evs) == 0 {
 		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	l.mu.RLock()
 	failed := l.failed
@@ -120,75 +133,62 @@ func (l *Log) Append(ctx context.Context, evs ...*hub.Event) error {
 		return failed
 	}
 	r := &appendReq{evs: evs, done: make(chan error, 1)}
-	l.sendMu.RLock()
-	if !l.accepting {
-		l.sendMu.RUnlock()
+	l.qmu.Lock()
+	if l.closing {
+		l.qmu.Unlock()
 		return hub.ErrClosed
 	}
-	select {
-	case l.appends <- r:
-		l.sendMu.RUnlock()
-	case <-ctx.Done():
-		l.sendMu.RUnlock()
-		return ctx.Err()
+	l.queue = append(l.queue, r)
+	if l.leading {
+		l.qmu.Unlock()
+		if err := <-r.done; err != errLead {
+			return err
+		}
+		l.qmu.Lock() // leadership handed over, with the lock released in between
+	} else {
+		l.leading = true
 	}
-	// Once the committer has the events it commits them: wait for the
-	// outcome whatever the context says, so that an acknowledgement is
-	// never lost in between.
+	l.lead()
 	return <-r.done
 }
 
-// commitLoop is the only writer: it commits appends in batches (while one
-// commit reaches the disk, the next one gathers), and drops expired events
-// when publishers are idle.
-func (l *Log) commitLoop() {
-	defer close(l.stopped)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	batch := make([]*appendReq, 0, 64)
-	for {
-		batch = batch[:0]
-		select {
-		case r := <-l.appends:
-			batch = append(batch, r)
-		case <-tick.C:
-			l.trimIdle()
-			continue
-		case <-l.quit:
-			l.refuseWaiting()
-			return
-		}
-		n := len(batch[0].evs)
-	gather:
-		for n < maxBatch {
-			select {
-			case r := <-l.appends:
-				batch = append(batch, r)
-				n += len(r.evs)
-			default:
-				break gather
-			}
-		}
-		l.commit(batch)
+// lead commits what is queued, then hands the lead to the first append
+// that arrived meanwhile, if any. l.qmu is held, and released.
+func (l *Log) lead() {
+	n, batch := 0, make([]*appendReq, 0, len(l.queue))
+	for len(l.queue) > 0 && n < maxBatch {
+		batch = append(batch, l.queue[0])
+		n += len(l.queue[0].evs)
+		l.queue = l.queue[1:]
 	}
+	l.qmu.Unlock()
+	l.commit(batch)
+	l.handOver()
 }
 
-// refuseWaiting fails the appends still queued at Close.
-func (l *Log) refuseWaiting() {
-	for {
-		select {
-		case r := <-l.appends:
-			r.done <- hub.ErrClosed
-		default:
-			return
-		}
+// handOver ends a lead: the first waiting append leads next, or no one.
+func (l *Log) handOver() {
+	l.qmu.Lock()
+	if len(l.queue) > 0 {
+		l.queue[0].done <- errLead
+		l.qmu.Unlock()
+		return
 	}
+	l.leading = false
+	l.idle.Broadcast()
+	l.qmu.Unlock()
 }
 
 func (l *Log) commit(batch []*appendReq) {
 	l.mu.RLock()
-	first, next := l.first, l.next
+	first, next, failed := l.first, l.next, l.failed
 	l.mu.RUnlock()
+	if failed != nil {
+		for _, r := range batch {
+			r.done <- failed
+		}
+		return
+	}
 	evs := make([][]*hub.Event, len(batch))
 	added := 0
 	for i, r := range batch {
@@ -231,29 +231,52 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 }
 
-// trimIdle drops events beyond the retention limits while no one appends,
-// a chunk per commit, giving way as soon as an append arrives.
-func (l *Log) trimIdle() {
-	for len(l.appends) == 0 {
-		l.mu.RLock()
-		first, next, failed := l.first, l.next, l.failed
-		l.mu.RUnlock()
-		if failed != nil || first == next || !l.b.Beyond(first, next, time.Now()) {
+// trimLoop drops events beyond the retention limits once a second while
+// no one appends, a chunk per commit, giving way as soon as an append
+// arrives.
+func (l *Log) trimLoop() {
+	defer close(l.trimmed)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-l.quit:
 			return
 		}
+		for l.trimChunk() {
+		}
+	}
+}
+
+// trimChunk drops one chunk, taking the lead so that no commit runs at the
+// same time; it reports whether it may go on.
+func (l *Log) trimChunk() bool {
+	l.qmu.Lock()
+	if l.leading || len(l.queue) > 0 || l.closing {
+		l.qmu.Unlock()
+		return false
+	}
+	l.leading = true
+	l.qmu.Unlock()
+	more := false
+	l.mu.RLock()
+	first, next, failed := l.first, l.next, l.failed
+	l.mu.RUnlock()
+	if failed == nil && first != next && l.b.Beyond(first, next, time.Now()) {
 		newFirst, err := l.b.Trim(first, next, time.Now(), trimChunk)
 		if err != nil {
 			l.logger.Error("dropping expired events from the history failed", "error", err)
-			return
-		}
-		l.mu.Lock()
-		l.first = newFirst
-		l.from = max(l.from, l.first)
-		l.mu.Unlock()
-		if newFirst == first {
-			return
+		} else {
+			l.mu.Lock()
+			l.first = newFirst
+			l.from = max(l.from, l.first)
+			l.mu.Unlock()
+			more = newFirst != first
 		}
 	}
+	l.handOver()
+	return more
 }
 
 // Read implements hub.Log.
@@ -339,16 +362,19 @@ func (l *Log) Wait(ctx context.Context, after uint64) error {
 	}
 }
 
-// Close stops the committer, after the commit in progress, and closes the
-// backend. Appends still waiting fail with hub.ErrClosed. It is idempotent.
+// Close waits for the commit under way, refuses the appends that come
+// after, and closes the backend. It is idempotent.
 func (l *Log) Close() error {
 	var err error
 	l.once.Do(func() {
-		l.sendMu.Lock()
-		l.accepting = false
-		l.sendMu.Unlock()
 		close(l.quit)
-		<-l.stopped
+		<-l.trimmed
+		l.qmu.Lock()
+		l.closing = true
+		for l.leading || len(l.queue) > 0 {
+			l.idle.Wait()
+		}
+		l.qmu.Unlock()
 		l.mu.Lock()
 		l.closed = true
 		close(l.wake)
