@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/herald-sse/herald/hub"
@@ -80,5 +81,32 @@ func TestEndFromGo(t *testing.T) {
 	}
 	if _, status := th.open(t, q("topic", "score/final"), nil); status != http.StatusNoContent {
 		t.Fatalf("status %d", status)
+	}
+}
+
+// A hub restarted on the same history still knows which topics ended.
+func TestEndSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	log := hub.NewMemoryLog(hub.MemoryLogConfig{})
+	first := newHub(t, hub.Config{Log: log})
+	if _, err := first.Publish(context.Background(), hub.Update{Topics: []string{"done"}, Data: "bye", End: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Publish(context.Background(), hub.Update{Topics: []string{"reopened"}, End: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Publish(context.Background(), hub.Update{Topics: []string{"reopened"}, Data: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	second := newHub(t, hub.Config{Log: log})
+	th := serveHub(t, second, httptest.NewUnstartedServer(second), false)
+	if _, status := th.open(t, q("topic", "done"), nil); status != http.StatusNoContent {
+		t.Fatalf("an ended topic after a restart: %d", status)
+	}
+	if s, status := th.open(t, q("topic", "reopened"), nil); status != http.StatusOK {
+		t.Fatalf("a reopened topic after a restart: %d", status)
+	} else {
+		s.close()
 	}
 }

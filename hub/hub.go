@@ -172,12 +172,15 @@ func New(cfg Config) (*Hub, error) {
 	if h.log == nil {
 		h.log, h.ownLog = NewMemoryLog(MemoryLogConfig{}), true
 	}
-	_, next, err := h.log.Bounds(context.Background())
+	first, next, err := h.log.Bounds(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("hub: read the log's bounds: %w", err)
 	}
 	h.index = newIndex(h.match)
 	h.ended = newEndedTopics(cfg.MaxEndedTopics)
+	if err := h.recallEnded(first, next); err != nil {
+		return nil, err
+	}
 	h.timers = newTimers()
 	h.runq = newRunQueue()
 	h.notes.signal = make(chan struct{}, 1)
@@ -193,6 +196,31 @@ func New(cfg Config) (*Hub, error) {
 		go h.worker()
 	}
 	return h, nil
+}
+
+// recallEnded rebuilds the ended topics from the most recent history, up
+// to as many events as it remembers topics, so that a hub restarted on a
+// durable log still answers 204 for them.
+func (h *Hub) recallEnded(first, next uint64) error {
+	ctx := context.Background()
+	for p := max(first, next-min(next, uint64(h.cfg.MaxEndedTopics))); p < next; {
+		evs, err := h.log.Read(ctx, p, 1024)
+		if err != nil {
+			return fmt.Errorf("hub: read the log for ended topics: %w", err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		for _, ev := range evs {
+			if ev.End {
+				h.ended.end(ev.Topics, ev.Pos)
+			} else {
+				h.ended.reopen(ev.Topics)
+			}
+		}
+		p = evs[len(evs)-1].Pos + 1
+	}
+	return nil
 }
 
 // Publish appends u to the history and returns its ID once the log holds
