@@ -31,8 +31,8 @@ go vet ./...
 (cd bench && go vet ./...)
 
 step "sse and client import only the standard library"
-for pkg in ./sse; do
-	extra=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$pkg" | grep -v "^$(go list "$pkg")\$" || true)
+for pkg in ./sse ./client; do
+	extra=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$pkg" | grep -Ev '^github.com/herald-sse/herald/(sse|client)$' || true)
 	if [ -n "$extra" ]; then
 		echo "$pkg imports non-standard packages: $extra"
 		exit 1
