@@ -172,6 +172,7 @@ type Stream struct {
 	lastID   string
 	retry    time.Duration // the server's, once it set one
 	delay    time.Duration // the next reconnection delay, grown by Backoff
+	wait     time.Duration // the delay to wait before connecting again
 	resp     *http.Response
 	gotEvent bool  // the current connection delivered an event
 	ended    error // the final error, once the stream has ended
@@ -249,8 +250,8 @@ func isDrop(err error) bool {
 }
 
 // Next returns the next event, connecting and reconnecting as needed. A
-// *DropError reports a connection lost: call Next again to go on, after
-// the delay it gives. Any other error ends the stream and is returned from
+// *DropError reports a connection lost, as soon as it is: call Next again
+// to go on, and it reconnects after the delay the error gives. Any other error ends the stream and is returned from
 // then on: ctx's error, ErrClosed, ErrNoContent, ErrContentType, a
 // *StatusError, or the request's failure to be built.
 func (s *Stream) Next() (sse.Event, error) {
@@ -259,6 +260,10 @@ func (s *Stream) Next() (sse.Event, error) {
 			return sse.Event{}, s.ended
 		}
 		if s.resp == nil {
+			s.pause()
+			if s.ctx.Err() != nil {
+				return sse.Event{}, s.end(context.Cause(s.ctx))
+			}
 			if err := s.connect(); err != nil {
 				if s.restarted() && s.ctx.Err() == nil {
 					continue // a caller's restart cut the attempt short
@@ -295,8 +300,8 @@ func (s *Stream) Next() (sse.Event, error) {
 	}
 }
 
-// drop reports a lost connection (or a failed attempt), waits the delay,
-// and leaves the stream ready to reconnect. A failure that ends the stream
+// drop reports a lost connection (or a failed attempt), and leaves the
+// stream to reconnect after the delay, at the next call to Next. A failure that ends the stream
 // ends it instead.
 func (s *Stream) drop(err error) error {
 	if s.ended != nil {
@@ -315,15 +320,25 @@ func (s *Stream) drop(err error) error {
 		s.delay = min(time.Duration(float64(s.delay)*b), cmpOr(s.c.MaxRetry, DefaultMaxRetry))
 	}
 	s.gotEvent = false
-	drop := &DropError{Err: err, Delay: delay}
-	t := time.NewTimer(delay)
+	s.wait = delay
+	return &DropError{Err: err, Delay: delay}
+}
+
+// pause waits the reconnection delay a drop announced, unless the stream
+// ends or restarts first.
+func (s *Stream) pause() {
+	d := s.wait
+	s.wait = 0
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-s.ctx.Done():
 	case <-s.restartSignal():
 	}
-	return drop
 }
 
 func cmpOr(d, def time.Duration) time.Duration {

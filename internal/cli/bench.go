@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/herald-sse/herald/internal/bench"
 )
 
@@ -92,13 +91,6 @@ func runFanout(e *env, args []string) error {
 		return errors.New("verification failed: events were lost, duplicated, reordered or refused")
 	}
 	return nil
-}
-
-// mint signs an HS256 token for the Mercure claims.
-func mint(key string, publish, subscribe []string) (string, error) {
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"mercure": map[string]any{"publish": publish, "subscribe": subscribe},
-	}).SignedString([]byte(key))
 }
 
 func printFanout(w io.Writer, r *bench.FanoutResult) {

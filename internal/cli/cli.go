@@ -24,6 +24,9 @@ const (
 // Env is what the commands run with: the process's streams and
 // environment, or a test's.
 type Env struct {
+	// Stdin is read by commands asked to (publish -data -); nil reads
+	// nothing.
+	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// LookupEnv reads an environment variable; nil means none is set.
 	LookupEnv func(string) (string, bool)
@@ -55,6 +58,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the hub", runServe},
+		{"subscribe", "print the events of a hub's topics, or of any event stream", runSubscribe},
+		{"publish", "publish an update to a hub", runPublish},
+		{"token", "sign a JSON Web Token for a hub", runToken},
 		{"bench", "load a hub and measure it (fanout)", runBench},
 		{"version", "print the version of herald", runVersion},
 		{"help", "show help for herald or one of its commands", runHelp},
@@ -75,7 +81,7 @@ func usagef(format string, args ...any) error {
 // Main runs the herald command line args (without the program name) with
 // the process's environment and returns the process's exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return Run(ctx, args, Env{Stdout: stdout, Stderr: stderr, LookupEnv: os.LookupEnv})
+	return Run(ctx, args, Env{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, LookupEnv: os.LookupEnv})
 }
 
 // Run runs the command line args in the environment given, and returns the

@@ -269,8 +269,10 @@ func printDevSetup(w io.Writer, base string, dev *devSetup) {
 	b.WriteString("  Anonymous subscribers are allowed. A token that may publish and subscribe to every topic:\n")
 	fmt.Fprintf(&b, "    %s\n\n", dev.token)
 	b.WriteString("  Subscribe:\n")
+	fmt.Fprintf(&b, "    herald subscribe -hub %s -topic demo\n", base)
 	fmt.Fprintf(&b, "    curl -N '%s?topic=demo'\n", hubURL)
 	b.WriteString("  Publish:\n")
+	fmt.Fprintf(&b, "    herald publish -hub %s -key %s -topic demo -data hello\n", base, dev.key)
 	fmt.Fprintf(&b, "    curl -d topic=demo -d data=hello -H 'Authorization: Bearer %s' %s\n\n", dev.token, hubURL)
 	_, _ = io.WriteString(w, b.String())
 }

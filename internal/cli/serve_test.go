@@ -139,6 +139,19 @@ func TestServeDevelopmentSetup(t *testing.T) {
 	if status, _ := publish(t, base, "", url.Values{"topic": {"demo"}}); status != 401 {
 		t.Fatalf("publish without a token: %d", status)
 	}
+	// The herald commands printed work as printed.
+	printed := regexp.MustCompile(`(?m)^    herald (publish .*)$`).FindStringSubmatch(out)
+	if printed == nil {
+		t.Fatalf("no herald publish command printed:\n%s", out)
+	}
+	if code, id, errOut := cmd(t, nil, "", strings.Fields(printed[1])...); code != 0 {
+		t.Fatalf("%s: exit %d: %s", printed[0], code, errOut)
+	} else if err := d.Decode(&ev); err != nil || ev.Data != "hello" || ev.ID+"\n" != id {
+		t.Fatalf("got %+v, %v; want the event %s", ev, err, id)
+	}
+	if !strings.Contains(out, "herald subscribe -hub "+base+" -topic demo\n") {
+		t.Fatalf("no herald subscribe command printed:\n%s", out)
+	}
 
 	// SIGTERM: a graceful stop; the stream ends cleanly.
 	if code := stop(); code != 0 {
