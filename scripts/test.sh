@@ -8,11 +8,15 @@
 # or starts, idempotently.
 #
 # Environment:
-#   FUZZTIME   how long each fuzz target runs (default 8s; 0 skips fuzzing)
+#   FUZZTIME   how long each fuzz target runs (default 60000x: a count of inputs,
+#              a few seconds each; 0 skips fuzzing). A count, not a duration:
+#              with a duration Go 1.26's fuzz coordinator can fail at the
+#              deadline with "context deadline exceeded" and no crasher
+#              (go.dev/issue/75804, fixed in Go 1.27).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUZZTIME=${FUZZTIME:-8s}
+FUZZTIME=${FUZZTIME:-60000x}
 started=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(($(date +%s) - started))"; }
 
