@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -108,5 +109,49 @@ func TestEndSurvivesRestart(t *testing.T) {
 		t.Fatalf("a reopened topic after a restart: %d", status)
 	} else {
 		s.close()
+	}
+}
+
+// Once a publisher has its answer, the end is in force: a subscription
+// that follows is refused with 204, however little later.
+func TestEndIsInForceOnceAcknowledged(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hub.Config{})
+	for i := range 200 {
+		topic := fmt.Sprintf("order/%d", i)
+		th.publish(t, topic, "delivered", "end", "on")
+		if s, status := th.open(t, q("topic", topic), nil); status != http.StatusNoContent {
+			if s != nil {
+				s.close()
+			}
+			t.Fatalf("subscription %d right after the end: status %d", i, status)
+		}
+	}
+}
+
+// A subscription that arrives while its topic ends is refused, or ends
+// with the topic: it never stays open on an ended topic.
+func TestEndRacesSubscription(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hub.Config{})
+	for i := range 100 {
+		topic := fmt.Sprintf("race/%d", i)
+		th.publish(t, topic, "opening")
+		opened := make(chan *stream, 1)
+		go func() {
+			s, status := th.open(t, q("topic", topic), nil)
+			if status != http.StatusOK && status != http.StatusNoContent {
+				t.Errorf("status %d", status)
+			}
+			opened <- s
+		}()
+		th.publish(t, topic, "closing", "end", "on")
+		if s := <-opened; s != nil {
+			// It got the final event or not, depending on the race, and
+			// then the end.
+			if evs := s.ended(t); len(evs) > 1 {
+				t.Fatalf("round %d: got %+v", i, evs)
+			}
+		}
 	}
 }

@@ -145,6 +145,10 @@ type Hub struct {
 	cur    atomic.Uint64
 	lastID atomic.Pointer[string] // the ID of the last event dispatched
 	broken atomic.Pointer[error]  // why the dispatcher stopped, if it failed
+	// passed is closed, and cleared, each time the dispatcher finishes a
+	// batch: waitDispatched waits on it.
+	passedMu sync.Mutex
+	passed   chan struct{}
 
 	ctx      context.Context // ends when the hub shuts down
 	cancel   context.CancelFunc
@@ -248,7 +252,48 @@ func (h *Hub) append(ctx context.Context, u Update) (string, error) {
 	if err := h.log.Append(ctx, ev); err != nil {
 		return "", err
 	}
+	if u.End {
+		// Once the publisher has its answer, a subscription to the
+		// ended topics is refused with 204: the dispatcher must have
+		// recorded the end. Ends are rare; the wait is the dispatcher's
+		// lag, microseconds. The event is durable whatever happens to
+		// the wait, so its ID is the answer.
+		h.waitDispatched(ctx, ev.Pos)
+	}
 	return u.ID, nil
+}
+
+// waitDispatched waits until the dispatcher has dispatched the event at
+// pos, or ctx ends, or the hub stops.
+func (h *Hub) waitDispatched(ctx context.Context, pos uint64) {
+	for h.cur.Load() < pos && h.broken.Load() == nil {
+		h.passedMu.Lock()
+		if h.passed == nil {
+			h.passed = make(chan struct{})
+		}
+		ch := h.passed
+		h.passedMu.Unlock()
+		if h.cur.Load() >= pos {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-h.ctx.Done():
+			return
+		}
+	}
+}
+
+// passBatch wakes the waiters of waitDispatched.
+func (h *Hub) passBatch() {
+	h.passedMu.Lock()
+	if h.passed != nil {
+		close(h.passed)
+		h.passed = nil
+	}
+	h.passedMu.Unlock()
 }
 
 // encode returns the stream form of an event: what every subscriber is sent.
@@ -385,6 +430,7 @@ func (h *Hub) dispatchLoop(next uint64) {
 				h.broken.Store(&err)
 				h.logger.Error(err.Error())
 			}
+			h.passBatch()
 			return
 		}
 		for _, ev := range evs {
@@ -394,6 +440,7 @@ func (h *Hub) dispatchLoop(next uint64) {
 			h.dispatch(ev)
 			next = ev.Pos + 1
 		}
+		h.passBatch()
 	}
 }
 

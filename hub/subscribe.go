@@ -109,6 +109,12 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 
 	registered = true
 	h.index.add(s)
+	// The dispatcher may have applied an ending event between endOf above
+	// and the add, too late to find s in the index: look again. (An end
+	// applied after the add finds s, and endAfter is idempotent.)
+	if at := h.ended.endOf(h.match, topics); at != 0 {
+		s.endAfter(at)
+	}
 	h.timers.add(s, now)
 	if h.closing.Load() {
 		s.stop(shutdown) // Shutdown may have looked before the add
