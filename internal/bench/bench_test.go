@@ -7,7 +7,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -78,13 +77,13 @@ func TestRawConn(t *testing.T) {
 		{"", 200, "id-Bearer tok"}, // after a close: reconnects
 		{"refuse", 403, "no\n"},
 	} {
-		u, _ := url.Parse(srv.URL + "/?mode=" + c.mode)
-		conn, err := newRawConn(u, "tok")
+		tg, err := Target{URL: srv.URL + "/?mode=" + c.mode}.resolve()
 		if err != nil {
 			t.Fatal(err)
 		}
+		conn := newRawConn(tg, "application/x-www-form-urlencoded", "tok")
 		for range 2 { // the same connection, kept alive
-			status, body, err := conn.post(context.Background(), []byte("topic=a&data=x"))
+			status, body, err := conn.post(context.Background(), tg.u.RequestURI(), []byte("topic=a&data=x"))
 			if err != nil || status != c.status || string(body) != c.body {
 				t.Fatalf("mode %q: %d %q %v, want %d %q", c.mode, status, body, err, c.status, c.body)
 			}
@@ -109,8 +108,8 @@ func TestFanout(t *testing.T) {
 	defer h.Close()
 	tok := token(t)
 	res, err := Fanout(context.Background(), FanoutConfig{
-		URL: srv.URL + hub.Path, Subscribers: 10, Topics: 3, Events: 600, Publishers: 4,
-		PublisherToken: tok, PID: 0, Drain: 10 * time.Second,
+		Target:      Target{URL: srv.URL + hub.Path, PublisherToken: tok},
+		Subscribers: 10, Topics: 3, Events: 600, Publishers: 4, PID: 0, Drain: 10 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +131,7 @@ func TestFanoutCatchesFaults(t *testing.T) {
 		t.Run(fault, func(t *testing.T) {
 			t.Parallel()
 			res, err := Fanout(context.Background(), FanoutConfig{
-				URL: faultyHub(t, fault) + hub.Path, Subscribers: 1, Topics: 1, Events: 50, Publishers: 1, Drain: 500 * time.Millisecond,
+				Target: Target{URL: faultyHub(t, fault) + hub.Path}, Subscribers: 1, Topics: 1, Events: 50, Publishers: 1, Drain: 500 * time.Millisecond,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -227,4 +226,168 @@ func signed(t *testing.T, key string) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func newTestHub(t *testing.T, cfg hub.Config) string {
+	t.Helper()
+	cfg.PublisherKey, cfg.Anonymous = mustKey(t), true
+	h, err := hub.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		h.Close()
+	})
+	return srv.URL + hub.Path
+}
+
+// A connection run against a real hub: every connection opens, sees
+// heartbeats, and receives the probe.
+func TestConns(t *testing.T) {
+	t.Parallel()
+	u := newTestHub(t, hub.Config{Heartbeat: 300 * time.Millisecond})
+	res, err := Conns(context.Background(), ConnsConfig{
+		Target: Target{URL: u, PublisherToken: token(t)}, Subscribers: 50, Topics: 3, Rate: 500, Hold: 1500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connected != 50 || res.Failed != 0 || res.ProbeReceived != 50 || res.ProbeMissing != 0 || res.Dropped != 0 ||
+		res.Heartbeating != 50 || res.ConnectLatency.Count != 50 || res.ProbeLatency.Count != 50 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+// Connections a hub refuses are counted by kind, and the run says so.
+func TestConnsFailures(t *testing.T) {
+	t.Parallel()
+	key, _ := hub.NewKey("HS256", []byte("another key of the bench tests, long enough"))
+	h, err := hub.New(hub.Config{PublisherKey: mustKey(t), SubscriberKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	defer h.Close()
+	res, err := Conns(context.Background(), ConnsConfig{
+		Target: Target{URL: srv.URL + hub.Path, PublisherToken: token(t)}, Subscribers: 5, Hold: time.Millisecond, Probe: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connected != 0 || res.Failed != 5 || res.Failures["status 401"] != 5 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+// A reconnect run against a real hub: subscribers cut off come back with
+// Last-Event-ID and miss nothing.
+func TestReconnect(t *testing.T) {
+	t.Parallel()
+	u := newTestHub(t, hub.Config{})
+	res, err := Reconnect(context.Background(), ReconnectConfig{
+		FanoutConfig: FanoutConfig{Target: Target{URL: u, PublisherToken: token(t)},
+			Subscribers: 20, Topics: 2, Events: 1000, Publishers: 2, Rate: 2000},
+		KillEvery: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Kills < 10 || res.Reconnects != res.Kills || res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 ||
+		res.ReconnectLatency.Count != uint64(res.Reconnects) || res.CatchUpLatency.Count == 0 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+// fakeNchan speaks nchan's protocol: POST /pub/CH with the data as body,
+// GET /sub/CH for an event stream, and Last-Event-ID as "time:tag".
+func fakeNchan(t *testing.T, resume bool) string {
+	t.Helper()
+	var mu sync.Mutex
+	var msgs = map[string][]string{}
+	changed := sync.NewCond(&mu)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/pub/"):
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			ch := strings.TrimPrefix(r.URL.Path, "/pub/")
+			msgs[ch] = append(msgs[ch], string(b))
+			changed.Broadcast()
+			mu.Unlock()
+			w.WriteHeader(http.StatusAccepted)
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/sub/") && r.Header.Get("Accept") == "text/event-stream":
+			ch := strings.TrimPrefix(r.URL.Path, "/sub/")
+			s, err := sse.NewStream(w, r, sse.StreamConfig{})
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			mu.Lock()
+			next := len(msgs[ch])
+			if id := r.Header.Get("Last-Event-ID"); id != "" && resume {
+				fmt.Sscanf(id, "1700000000:%d", &next)
+				next++
+			}
+			stop := context.AfterFunc(r.Context(), func() { mu.Lock(); changed.Broadcast(); mu.Unlock() })
+			defer stop()
+			for r.Context().Err() == nil {
+				for next < len(msgs[ch]) {
+					ev := sse.Event{ID: fmt.Sprintf("1700000000:%d", next), Data: msgs[ch][next]}
+					next++
+					mu.Unlock()
+					err := s.Send(ev)
+					mu.Lock()
+					if err != nil {
+						mu.Unlock()
+						return
+					}
+				}
+				changed.Wait()
+			}
+			mu.Unlock()
+		default:
+			http.Error(w, "not nchan", http.StatusBadRequest)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestNchanProtocol(t *testing.T) {
+	t.Parallel()
+	u := fakeNchan(t, true)
+	res, err := Reconnect(context.Background(), ReconnectConfig{
+		FanoutConfig: FanoutConfig{Target: Target{URL: u, Protocol: Nchan},
+			Subscribers: 6, Topics: 2, Events: 400, Publishers: 2, Rate: 1000},
+		KillEvery: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Protocol != Nchan || res.Published != 400 || res.Missing != 0 || res.Duplicated != 0 || res.Kills == 0 || res.Reconnects != res.Kills {
+		t.Fatalf("%+v", res)
+	}
+	conns, err := Conns(context.Background(), ConnsConfig{Target: Target{URL: u, Protocol: Nchan}, Subscribers: 10, Topics: 2, Hold: time.Millisecond})
+	if err != nil || conns.ProbeReceived != 10 {
+		t.Fatalf("%+v %v", conns, err)
+	}
+}
+
+// A reconnect run catches a hub that does not resume.
+func TestReconnectCatchesLoss(t *testing.T) {
+	t.Parallel()
+	res, err := Reconnect(context.Background(), ReconnectConfig{
+		FanoutConfig: FanoutConfig{Target: Target{URL: fakeNchan(t, false), Protocol: Nchan},
+			Subscribers: 4, Topics: 1, Events: 300, Publishers: 1, Rate: 1000, Drain: 500 * time.Millisecond},
+		KillEvery: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Kills == 0 || res.Missing == 0 {
+		t.Fatalf("a hub that forgets Last-Event-ID went unnoticed: %+v", res)
+	}
 }

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,32 +18,24 @@ import (
 // FanoutConfig is a fan-out run: subscribers spread over topics, events
 // published by concurrent publishers, each event carrying its send time.
 type FanoutConfig struct {
-	URL             string        // the hub, e.g. http://localhost:8080/.well-known/mercure
-	Subscribers     int           // subscribers, spread round-robin over the topics
-	Topics          int           // topics
-	Events          int           // events to publish, spread round-robin over the topics
-	Publishers      int           // concurrent publishers, each waiting for its answer before its next event
-	Rate            float64       // events per second in all; 0 publishes as fast as the hub answers
-	PublisherToken  string        // sent with each publication
-	SubscriberToken string        // sent with each subscription; empty for anonymous
-	TopicPrefix     string        // topics are TopicPrefix followed by a number
-	PID             int           // the hub's process, to read its CPU time and memory; 0 skips that
-	Drain           time.Duration // how long deliveries may trail the last publication
-	Progress        io.Writer     // receives a progress line each second; nil for none
+	Target
+	Subscribers int           // subscribers, spread round-robin over the topics
+	Topics      int           // topics
+	Events      int           // events to publish, spread round-robin over the topics
+	Publishers  int           // concurrent publishers, each waiting for its answer before its next event
+	Rate        float64       // events per second in all; 0 publishes as fast as the hub answers
+	PID         int           // the hub's process, to read its CPU time and memory; 0 skips that
+	Drain       time.Duration // how long deliveries may trail the last publication
+	Progress    io.Writer     // receives a progress line each second; nil for none
 }
 
-func (c *FanoutConfig) defaults() error {
+func (c *FanoutConfig) check() error {
 	switch {
-	case c.URL == "":
-		return errors.New("no hub URL")
 	case c.Subscribers < 0 || c.Topics < 1 || c.Events < 1 || c.Publishers < 1:
 		return fmt.Errorf("need topics, events and publishers ≥ 1, and subscribers ≥ 0 (have %d, %d, %d, %d)",
 			c.Topics, c.Events, c.Publishers, c.Subscribers)
 	case c.Subscribers > 0 && c.Subscribers < c.Topics:
 		return fmt.Errorf("%d subscribers cannot cover %d topics", c.Subscribers, c.Topics)
-	}
-	if c.TopicPrefix == "" {
-		c.TopicPrefix = "https://bench.herald.example/t/"
 	}
 	if c.Drain <= 0 {
 		c.Drain = 10 * time.Second
@@ -53,15 +43,23 @@ func (c *FanoutConfig) defaults() error {
 	return nil
 }
 
+// ReconnectConfig is a fan-out run during which subscribers are cut off,
+// one every KillEvery, at random, and come back with Last-Event-ID.
+type ReconnectConfig struct {
+	FanoutConfig
+	KillEvery time.Duration
+}
+
 // FanoutResult is what a fan-out run measured.
 type FanoutResult struct {
-	Subscribers int     `json:"subscribers"`
-	Topics      int     `json:"topics"`
-	Events      int     `json:"events"`
-	Publishers  int     `json:"publishers"`
-	Rate        float64 `json:"rate"`
+	Protocol    Protocol `json:"protocol"`
+	Subscribers int      `json:"subscribers"`
+	Topics      int      `json:"topics"`
+	Events      int      `json:"events"`
+	Publishers  int      `json:"publishers"`
+	Rate        float64  `json:"rate"`
 
-	Published      int     `json:"published"`       // acknowledged with 200
+	Published      int     `json:"published"`       // acknowledged
 	PublishErrors  int     `json:"publish_errors"`  // refused or failed
 	PublishSeconds float64 `json:"publish_seconds"` // from the first publication to the last answer
 	PublishRate    float64 `json:"publish_rate"`    // acknowledged publications per second
@@ -78,25 +76,60 @@ type FanoutResult struct {
 	OutOfOrder int64 `json:"out_of_order"` // against the order each publisher published in
 	Incomplete int   `json:"incomplete_subscribers"`
 
+	// Reconnect runs only.
+	KillEvery         float64  `json:"kill_every_seconds,omitempty"`
+	Kills             int64    `json:"kills,omitempty"`
+	Reconnects        int64    `json:"reconnects,omitempty"`
+	ReconnectFailures int64    `json:"reconnect_failures,omitempty"`
+	ReconnectLatency  *Summary `json:"reconnect_latency,omitempty"` // from the cut to the new stream's headers
+	CatchUpLatency    *Summary `json:"catch_up_latency,omitempty"`  // from the cut until every event acknowledged before the reconnection has arrived
+
 	HubCPUSeconds      float64 `json:"hub_cpu_seconds,omitempty"`
 	HubCPUPerMillion   float64 `json:"hub_cpu_seconds_per_million_deliveries,omitempty"`
 	HubRSSBytes        int64   `json:"hub_rss_bytes,omitempty"`
 	ToolCPUSeconds     float64 `json:"tool_cpu_seconds"`
 	ToolCPUPerMillion  float64 `json:"tool_cpu_seconds_per_million_deliveries"`
 	ConnectSeconds     float64 `json:"connect_seconds"`
-	SubscriberFailures int     `json:"subscriber_failures"`
+	SubscriberFailures int     `json:"subscriber_failures"` // connections lost (not cut by a reconnect run)
 }
 
 // Fanout runs the scenario.
 func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
-	if err := cfg.defaults(); err != nil {
+	return runFanout(ctx, cfg, 0)
+}
+
+// Reconnect runs a fan-out while cutting subscribers off.
+func Reconnect(ctx context.Context, cfg ReconnectConfig) (*FanoutResult, error) {
+	if cfg.KillEvery <= 0 {
+		return nil, errors.New("reconnect: the interval between cuts must be positive")
+	}
+	return runFanout(ctx, cfg.FanoutConfig, cfg.KillEvery)
+}
+
+// run is the shared state of a fan-out run.
+type run struct {
+	cfg       FanoutConfig
+	t         *target
+	reconnect bool
+	acked     []atomic.Int64 // per topic, the events acknowledged
+
+	delivered, reconnects, catchUp Histogram
+	kills, reconnectCount, refails atomic.Int64
+}
+
+func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration) (*FanoutResult, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	t, err := cfg.Target.resolve()
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	res := &FanoutResult{Subscribers: cfg.Subscribers, Topics: cfg.Topics, Events: cfg.Events,
-		Publishers: cfg.Publishers, Rate: cfg.Rate}
-	client := newClient(cfg.Publishers + cfg.Subscribers)
+	r := &run{cfg: cfg, t: t, reconnect: killEvery > 0, acked: make([]atomic.Int64, cfg.Topics)}
+	res := &FanoutResult{Protocol: t.Protocol, Subscribers: cfg.Subscribers, Topics: cfg.Topics, Events: cfg.Events,
+		Publishers: cfg.Publishers, Rate: cfg.Rate, KillEvery: killEvery.Seconds()}
 
 	// Subscribe, and make sure each subscription is live with a probe
 	// event per topic before anything is measured.
@@ -105,15 +138,10 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	for i := range subs {
 		subs[i] = newSubscriber(i%cfg.Topics, cfg)
 	}
-	var delivered Histogram
-	if err := connectAll(ctx, client, cfg, subs, &delivered); err != nil {
+	if err := r.connectAll(ctx, subs); err != nil {
 		return nil, err
 	}
-	hubURL, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, err
-	}
-	if err := probe(ctx, hubURL, cfg, subs); err != nil {
+	if err := r.probe(ctx, subs); err != nil {
 		return nil, err
 	}
 	res.ConnectSeconds = time.Since(connectStart).Seconds()
@@ -124,37 +152,38 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	hubCPU0, _ := hubCPU(cfg.PID)
 	toolCPU0 := selfCPU()
 	start := time.Now()
-	stopProgress := progress(cfg, subs, start)
+	stopProgress := r.progress(subs, start)
+	stopKiller := func() {}
+	if killEvery > 0 {
+		stopKiller = r.killer(ctx, subs, killEvery)
+	}
 
 	var posts Histogram
 	var published, failed atomic.Int64
 	var wg sync.WaitGroup
 	for p := range cfg.Publishers {
-		conn, err := newRawConn(hubURL, cfg.PublisherToken)
-		if err != nil {
-			return nil, err
-		}
+		conn := t.newPublisher()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer conn.close()
-			publisher(ctx, conn, cfg, p, start, &posts, &published, &failed)
+			r.publish(ctx, conn, p, start, &posts, &published, &failed)
 		}()
 	}
 	wg.Wait()
 	publishEnd := time.Now()
 
 	// Deliveries may trail: wait for every subscriber, within the drain.
-	drain := time.NewTimer(cfg.Drain)
-	defer drain.Stop()
+	drain, stopDrain := context.WithTimeout(ctx, cfg.Drain)
+	defer stopDrain()
 	for _, s := range subs {
 		select {
 		case <-s.complete:
-		case <-drain.C:
-		case <-ctx.Done():
+		case <-drain.Done(): // closed for good: the other waits end at once
 		}
 	}
 	end := time.Now()
+	stopKiller()
 	stopProgress()
 	hubCPU1, _ := hubCPU(cfg.PID)
 	toolCPU1 := selfCPU()
@@ -178,13 +207,16 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 		if s.unique.Load() < int64(s.expected) {
 			res.Incomplete++
 		}
-		if s.failed.Load() {
-			res.SubscriberFailures++
-		}
+		res.SubscriberFailures += int(s.drops.Load())
 	}
 	res.DeliverySeconds = end.Sub(start).Seconds()
 	res.DeliveryRate = float64(res.Delivered) / res.DeliverySeconds
-	res.DeliveryLatency = delivered.Summary()
+	res.DeliveryLatency = r.delivered.Summary()
+	if r.reconnect {
+		res.Kills, res.Reconnects, res.ReconnectFailures = r.kills.Load(), r.reconnectCount.Load(), r.refails.Load()
+		rl, cu := r.reconnects.Summary(), r.catchUp.Summary()
+		res.ReconnectLatency, res.CatchUpLatency = &rl, &cu
+	}
 	perMillion := func(d time.Duration) float64 {
 		if res.Delivered == 0 {
 			return 0
@@ -207,29 +239,17 @@ func hubCPU(pid int) (time.Duration, error) {
 	return procCPU(pid)
 }
 
-// newClient returns an HTTP client that keeps a connection per publisher
-// and one per subscriber.
-func newClient(conns int) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: -1}).DialContext,
-		MaxIdleConns:        conns + 16,
-		MaxIdleConnsPerHost: conns + 16,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-	}}
-}
-
-func (c *FanoutConfig) topic(t int) string { return c.TopicPrefix + strconv.Itoa(t) }
-
-// publisher publishes events p, p+n, p+2n… (n publishers), each once the
-// hub has answered the one before.
-func publisher(ctx context.Context, conn *rawConn, cfg FanoutConfig, p int, start time.Time,
+// publish publishes events p, p+n, p+2n… (n publishers), each once the hub
+// has answered the one before. An event's data is "p seq sent", sent in
+// nanoseconds since the epoch.
+func (r *run) publish(ctx context.Context, conn *rawConn, p int, start time.Time,
 	posts *Histogram, published, failed *atomic.Int64) {
+	cfg := r.cfg
 	var interval time.Duration
 	if cfg.Rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(cfg.Publishers) / cfg.Rate)
 	}
-	var body []byte
+	var data, body []byte
 	for k, seq := 0, p; seq < cfg.Events; k, seq = k+1, seq+cfg.Publishers {
 		if interval > 0 {
 			if wait := time.Until(start.Add(time.Duration(k) * interval)); wait > 0 {
@@ -241,21 +261,22 @@ func publisher(ctx context.Context, conn *rawConn, cfg FanoutConfig, p int, star
 			}
 		}
 		sent := time.Now()
-		body = append(body[:0], "topic="...)
-		body = append(body, url.QueryEscape(cfg.topic(seq%cfg.Topics))...)
-		body = append(body, "&data="...)
-		body = strconv.AppendInt(body, int64(p), 10)
-		body = append(body, '+')
-		body = strconv.AppendInt(body, int64(seq), 10)
-		body = append(body, '+')
-		body = strconv.AppendInt(body, sent.UnixNano(), 10)
-		if status, _, err := conn.post(ctx, body); err != nil || status != http.StatusOK {
+		data = strconv.AppendInt(data[:0], int64(p), 10)
+		data = append(data, ' ')
+		data = strconv.AppendInt(data, int64(seq), 10)
+		data = append(data, ' ')
+		data = strconv.AppendInt(data, sent.UnixNano(), 10)
+		topic := seq % cfg.Topics
+		var path string
+		path, body = r.t.publication(topic, data, body[:0])
+		if status, _, err := conn.post(ctx, path, body); err != nil || !r.t.accepted(status) {
 			failed.Add(1)
 			if ctx.Err() != nil {
 				return
 			}
 			continue
 		}
+		r.acked[topic].Add(1)
 		posts.Record(time.Since(sent))
 		published.Add(1)
 	}
@@ -263,33 +284,31 @@ func publisher(ctx context.Context, conn *rawConn, cfg FanoutConfig, p int, star
 
 // probe publishes a probe event on each topic, again until every
 // subscriber has seen one: from then on, every subscription is live.
-func probe(ctx context.Context, hub *url.URL, cfg FanoutConfig, subs []*subscriber) error {
-	conn, err := newRawConn(hub, cfg.PublisherToken)
-	if err != nil {
-		return err
-	}
+func (r *run) probe(ctx context.Context, subs []*subscriber) error {
+	conn := r.t.newPublisher()
 	defer conn.close()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		for t := range cfg.Topics {
-			body := "topic=" + url.QueryEscape(cfg.topic(t)) + "&data=probe"
-			status, resp, err := conn.post(ctx, []byte(body))
+		for t := range r.cfg.Topics {
+			path, body := r.t.publication(t, []byte("probe"), nil)
+			status, resp, err := conn.post(ctx, path, body)
 			if err != nil {
 				return fmt.Errorf("probe: %w", err)
 			}
-			if status != http.StatusOK {
+			if !r.t.accepted(status) {
 				return fmt.Errorf("probe: the hub answered %d: %s", status, resp)
 			}
 		}
 		waiting := 0
-		wait := time.After(200 * time.Millisecond)
+		wait, stop := context.WithTimeout(ctx, 200*time.Millisecond)
 		for _, s := range subs {
 			select {
 			case <-s.probed:
-			case <-wait:
+			case <-wait.Done():
 				waiting++
 			}
 		}
+		stop()
 		if waiting == 0 {
 			return nil
 		}
@@ -300,31 +319,81 @@ func probe(ctx context.Context, hub *url.URL, cfg FanoutConfig, subs []*subscrib
 }
 
 // progress prints a line a second until stopped.
-func progress(cfg FanoutConfig, subs []*subscriber, start time.Time) (stop func()) {
-	if cfg.Progress == nil {
+func (r *run) progress(subs []*subscriber, start time.Time) (stop func()) {
+	if r.cfg.Progress == nil {
 		return func() {}
 	}
+	return ticker(time.Second, func() {
+		var got int64
+		for _, s := range subs {
+			got += s.delivered.Load()
+		}
+		line := fmt.Sprintf("  %5.1fs  delivered %d", time.Since(start).Seconds(), got)
+		if r.reconnect {
+			line += fmt.Sprintf(", %d cut, %d reconnected", r.kills.Load(), r.reconnectCount.Load())
+		}
+		fmt.Fprintln(r.cfg.Progress, line)
+	})
+}
+
+// ticker calls f every d until stopped.
+func ticker(d time.Duration, f func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(time.Second)
+	wg.Go(func() {
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				var got int64
-				for _, s := range subs {
-					got += s.delivered.Load()
-				}
-				fmt.Fprintf(cfg.Progress, "  %5.1fs  delivered %d\n", time.Since(start).Seconds(), got)
+				f()
 			}
 		}
-	}()
+	})
 	return func() { close(done); wg.Wait() }
+}
+
+// killer cuts a random subscriber's connection every d.
+func (r *run) killer(ctx context.Context, subs []*subscriber, d time.Duration) (stop func()) {
+	return ticker(d, func() {
+		if ctx.Err() != nil || len(subs) == 0 {
+			return
+		}
+		if subs[rand.IntN(len(subs))].kill() {
+			r.kills.Add(1)
+		}
+	})
+}
+
+// connectAll opens the subscriptions, a bounded number at a time, and
+// starts reading them.
+func (r *run) connectAll(ctx context.Context, subs []*subscriber) error {
+	sem := make(chan struct{}, 64)
+	errs := make(chan error, len(subs))
+	for _, s := range subs {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			st, err := r.t.subscribe(ctx, s.topic, "", nil)
+			if err != nil {
+				close(s.stopped)
+				errs <- err
+				return
+			}
+			go s.run(ctx, r, st)
+		}()
+	}
+	for range cap(sem) {
+		sem <- struct{}{}
+	}
+	select {
+	case err := <-errs:
+		return fmt.Errorf("subscribe: %w", err)
+	default:
+		return nil
+	}
 }
 
 // subscriber is one subscription and what it has received.
@@ -334,12 +403,20 @@ type subscriber struct {
 	expected int      // events of its topic
 	seen     []uint64 // a bit per event of its topic
 	last     []int    // per publisher, the highest sequence number received
+	lastID   string   // the last event ID received
 
-	delivered, unique, dups, ooo atomic.Int64
-	failed                       atomic.Bool
-	probed                       chan struct{}
-	complete                     chan struct{}
-	stopped                      chan struct{}
+	// A reconnect run: the catch-up under way, if catchTarget > 0.
+	catchTarget int64
+	catchSince  time.Time
+
+	delivered, unique, dups, ooo, drops atomic.Int64
+	probed                              chan struct{}
+	complete                            chan struct{}
+	stopped                             chan struct{}
+
+	mu       sync.Mutex
+	cur      *stream   // the open stream, for kill
+	killedAt time.Time // when kill cut the stream
 }
 
 func newSubscriber(topic int, cfg FanoutConfig) *subscriber {
@@ -358,70 +435,83 @@ func newSubscriber(topic int, cfg FanoutConfig) *subscriber {
 	return s
 }
 
-// connectAll opens the subscriptions, a bounded number at a time, and
-// starts reading them.
-func connectAll(ctx context.Context, client *http.Client, cfg FanoutConfig, subs []*subscriber, lat *Histogram) error {
-	sem := make(chan struct{}, 64)
-	errs := make(chan error, len(subs))
-	for _, s := range subs {
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem }()
-			body, err := subscribe(ctx, client, cfg, s.topic)
-			if err != nil {
-				close(s.stopped)
-				errs <- err
+// kill cuts the subscriber's connection, if it has one open.
+func (s *subscriber) kill() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return false
+	}
+	s.killedAt = time.Now()
+	s.cur.close()
+	s.cur = nil
+	return true
+}
+
+func (s *subscriber) setStream(st *stream) {
+	s.mu.Lock()
+	s.cur = st
+	s.mu.Unlock()
+}
+
+// cut returns when kill cut the current stream, or the zero time.
+func (s *subscriber) cut() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at := s.killedAt
+	s.killedAt, s.cur = time.Time{}, nil
+	return at
+}
+
+// run reads the stream until the run ends; in a reconnect run, it comes
+// back with Last-Event-ID whenever the stream is cut.
+func (s *subscriber) run(ctx context.Context, r *run, st *stream) {
+	defer close(s.stopped)
+	for {
+		s.setStream(st)
+		stop := context.AfterFunc(ctx, st.close)
+		s.read(st, r)
+		stop()
+		st.close()
+		if ctx.Err() != nil {
+			return
+		}
+		since := s.cut()
+		if since.IsZero() {
+			s.drops.Add(1) // not cut by the run: the hub dropped it
+			if !r.reconnect {
 				return
 			}
-			go s.read(ctx, body, lat)
-		}()
-	}
-	for range cap(sem) {
-		sem <- struct{}{}
-	}
-	select {
-	case err := <-errs:
-		return fmt.Errorf("subscribe: %w", err)
-	default:
-		return nil
+			since = time.Now()
+		}
+		for {
+			var err error
+			st, err = r.t.subscribe(ctx, s.topic, s.lastID, nil)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			r.refails.Add(1)
+			time.Sleep(10 * time.Millisecond)
+		}
+		r.reconnectCount.Add(1)
+		r.reconnects.Record(time.Since(since))
+		s.catchSince, s.catchTarget = since, r.acked[s.topic].Load()
+		s.caughtUp(&r.catchUp)
 	}
 }
 
-func subscribe(ctx context.Context, client *http.Client, cfg FanoutConfig, topic int) (io.ReadCloser, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.URL+"?topic="+url.QueryEscape(cfg.topic(topic)), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	if cfg.SubscriberToken != "" {
-		req.Header.Set("Authorization", "Bearer "+cfg.SubscriberToken)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("status %s", resp.Status)
-	}
-	return resp.Body, nil
-}
-
-// read consumes the stream until the run ends.
-func (s *subscriber) read(ctx context.Context, body io.ReadCloser, lat *Histogram) {
-	defer close(s.stopped)
-	stop := context.AfterFunc(ctx, func() { body.Close() })
-	defer stop()
-	d := sse.NewDecoder(body)
+// read consumes a stream until it ends.
+func (s *subscriber) read(st *stream, r *run) {
 	var ev sse.Event
 	for {
-		if err := d.Decode(&ev); err != nil {
-			if ctx.Err() == nil {
-				s.failed.Store(true)
-			}
+		if err := st.dec.Decode(&ev); err != nil {
 			return
 		}
 		now := time.Now()
+		s.lastID = ev.ID
 		if ev.Data == "probe" {
 			select {
 			case <-s.probed:
@@ -435,8 +525,19 @@ func (s *subscriber) read(ctx context.Context, body io.ReadCloser, lat *Histogra
 			continue
 		}
 		s.delivered.Add(1)
-		lat.Record(now.Sub(time.Unix(0, sent)))
+		r.delivered.Record(now.Sub(time.Unix(0, sent)))
 		s.record(p, seq)
+		if s.catchTarget > 0 {
+			s.caughtUp(&r.catchUp)
+		}
+	}
+}
+
+// caughtUp records the end of a catch-up, when it has ended.
+func (s *subscriber) caughtUp(h *Histogram) {
+	if s.catchTarget > 0 && s.unique.Load() >= s.catchTarget {
+		h.Record(time.Since(s.catchSince))
+		s.catchTarget = 0
 	}
 }
 
@@ -464,7 +565,7 @@ func (s *subscriber) record(p, seq int) {
 	}
 }
 
-// parseData reads "publisher+sequence+sent" (a form's + is a space).
+// parseData reads "publisher sequence sent".
 func parseData(data string) (p, seq int, sent int64, ok bool) {
 	f := strings.Fields(data)
 	if len(f) != 3 {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"strconv"
 	"time"
 )
@@ -18,35 +17,28 @@ import (
 // costs the tool a fraction of net/http's client, which matters when the
 // tool shares the machine with the hub it measures.
 type rawConn struct {
-	addr string
-	head []byte // the request up to the Content-Length value
+	t    *target
+	head []byte // the request's headers after the request line, up to the Content-Length value
 	conn net.Conn
 	br   *bufio.Reader
 	req  []byte
 }
 
-func newRawConn(hub *url.URL, token string) (*rawConn, error) {
-	if hub.Scheme != "http" {
-		return nil, fmt.Errorf("publishing needs an http:// URL, not %s", hub.Scheme)
-	}
-	addr := hub.Host
-	if hub.Port() == "" {
-		addr = net.JoinHostPort(hub.Hostname(), "80")
-	}
+func newRawConn(t *target, contentType, token string) *rawConn {
 	var h bytes.Buffer
-	fmt.Fprintf(&h, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\n", hub.RequestURI(), hub.Host)
+	fmt.Fprintf(&h, " HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n", t.u.Host, contentType)
 	if token != "" {
 		fmt.Fprintf(&h, "Authorization: Bearer %s\r\n", token)
 	}
 	h.WriteString("Content-Length: ")
-	return &rawConn{addr: addr, head: h.Bytes()}, nil
+	return &rawConn{t: t, head: h.Bytes()}
 }
 
-// post publishes a form body and returns the status and the body of the
+// post sends body to path and returns the status and the body of the
 // answer. It reconnects once when the connection has gone.
-func (c *rawConn) post(ctx context.Context, body []byte) (int, []byte, error) {
+func (c *rawConn) post(ctx context.Context, path string, body []byte) (int, []byte, error) {
 	for attempt := 0; ; attempt++ {
-		status, resp, err := c.try(ctx, body)
+		status, resp, err := c.try(ctx, path, body)
 		if err == nil || attempt == 1 || ctx.Err() != nil {
 			return status, resp, err
 		}
@@ -54,10 +46,9 @@ func (c *rawConn) post(ctx context.Context, body []byte) (int, []byte, error) {
 	}
 }
 
-func (c *rawConn) try(ctx context.Context, body []byte) (int, []byte, error) {
+func (c *rawConn) try(ctx context.Context, path string, body []byte) (int, []byte, error) {
 	if c.conn == nil {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", c.addr)
+		conn, err := c.t.dial(ctx)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -68,7 +59,8 @@ func (c *rawConn) try(ctx context.Context, body []byte) (int, []byte, error) {
 	} else {
 		_ = c.conn.SetDeadline(time.Now().Add(time.Minute))
 	}
-	c.req = append(append(c.req[:0], c.head...), strconv.Itoa(len(body))...)
+	c.req = append(append(append(c.req[:0], "POST "...), path...), c.head...)
+	c.req = strconv.AppendInt(c.req, int64(len(body)), 10)
 	c.req = append(append(c.req, "\r\n\r\n"...), body...)
 	if _, err := c.conn.Write(c.req); err != nil {
 		return 0, nil, err

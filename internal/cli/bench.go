@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -14,12 +18,26 @@ import (
 const benchUsage = `<mode> [flags]
 
 Modes:
-  fanout   subscribers over topics, events from concurrent publishers: rates,
-           latencies, and a check that every subscriber got every event of its
-           topic once, in each publisher's order
+  conns      open subscribers at a rate and hold them: connect times, failures,
+             the hub's memory per connection, heartbeats, and a probe event
+             every held connection must receive
+  fanout     subscribers over topics, events from concurrent publishers: rates,
+             latencies, CPU per million deliveries, and a check that every
+             subscriber got every event of its topic once, in order
+  reconnect  a fanout during which subscribers are cut off at random and come
+             back with Last-Event-ID: lost and duplicated events, reconnection
+             and catch-up latency
 
-Run 'herald bench <mode> -h' for the flags of a mode. Load only hubs you run
-yourself, on loopback: the tool publishes as fast as it is answered.`
+Run 'herald bench <mode> -h' for the flags of a mode. The tool speaks Mercure,
+or nchan's protocol with -protocol nchan. It loads only hubs on this machine
+(loopback), and every run is bounded in count and time.`
+
+// Bounds on a run, so that a typo cannot turn the tool into a flood.
+const (
+	maxBenchSubscribers = 100_000
+	maxBenchEvents      = 10_000_000
+	maxBenchDuration    = time.Hour
+)
 
 func runBench(e *env, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
@@ -30,62 +48,211 @@ func runBench(e *env, args []string) error {
 		return nil
 	}
 	switch args[0] {
+	case "conns":
+		return runConns(e, args[1:])
 	case "fanout":
-		return runFanout(e, args[1:])
+		return runFanout(e, args[1:], false)
+	case "reconnect":
+		return runFanout(e, args[1:], true)
 	default:
 		return usagef("unknown mode %q", args[0])
 	}
 }
 
-func runFanout(e *env, args []string) error {
-	fs := newFlags(e, "bench fanout", "[flags]")
-	var cfg bench.FanoutConfig
-	fs.StringVar(&cfg.URL, "url", "http://localhost:8080/.well-known/mercure", "the hub's `URL`")
-	fs.IntVar(&cfg.Subscribers, "subscribers", 1, "the `number` of subscribers, spread over the topics")
-	fs.IntVar(&cfg.Topics, "topics", 1, "the `number` of topics")
-	fs.IntVar(&cfg.Events, "events", 10_000, "the `number` of events to publish")
-	fs.IntVar(&cfg.Publishers, "publishers", 1, "the `number` of concurrent publishers")
-	fs.Float64Var(&cfg.Rate, "rate", 0, "events per second in all (a `number`); 0 for as fast as the hub answers")
-	fs.StringVar(&cfg.PublisherToken, "token", "", "the publishers' `JWT`")
-	fs.StringVar(&cfg.SubscriberToken, "subscriber-token", "", "the subscribers' `JWT`; none for anonymous subscribers")
-	key := fs.String("key", "", "an HS256 `secret` to sign a token with, for publishers and subscribers, instead of -token")
-	fs.IntVar(&cfg.PID, "pid", 0, "the hub's process `ID`, to report its CPU time and memory")
-	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "how long deliveries may trail the last publication (a `duration`)")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	quiet := fs.Bool("quiet", false, "no progress lines")
+// benchFlags are the flags every mode has.
+type benchFlags struct {
+	target        bench.Target
+	protocol, key string
+	pid           int
+	asJSON, quiet bool
+	timeout       time.Duration
+}
+
+func (b *benchFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&b.target.URL, "url", defaultHubURL, "the hub's `URL`; for nchan, the server's root, with its /pub/ and /sub/ locations")
+	fs.StringVar(&b.protocol, "protocol", "mercure", "the hub's `protocol`: mercure or nchan")
+	fs.StringVar(&b.target.PublisherToken, "token", "", "the publishers' `JWT`")
+	fs.StringVar(&b.target.SubscriberToken, "subscriber-token", "", "the subscribers' `JWT`; none for anonymous subscribers")
+	fs.StringVar(&b.key, "key", "", "an HS256 `secret` to sign a token with, for publishers and subscribers, instead of -token")
+	fs.IntVar(&b.pid, "pid", 0, "the hub's process `ID`, to report its CPU time and memory")
+	fs.BoolVar(&b.asJSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&b.quiet, "quiet", false, "no progress lines")
+	fs.DurationVar(&b.timeout, "timeout", 10*time.Minute, "stop the run after this long (a `duration`)")
+}
+
+// resolve checks the flags and completes the target.
+func (b *benchFlags) resolve(e *env, fs *flag.FlagSet) (context.Context, context.CancelFunc, error) {
+	if fs.NArg() > 0 {
+		return nil, nil, usagef("unexpected arguments: %q", fs.Args())
+	}
+	b.target.Protocol = bench.Protocol(b.protocol)
+	if b.protocol != "mercure" && b.protocol != "nchan" {
+		return nil, nil, usagef("-protocol %q: want mercure or nchan", b.protocol)
+	}
+	if err := loopbackOnly(b.target.URL); err != nil {
+		return nil, nil, err
+	}
+	if b.timeout <= 0 || b.timeout > maxBenchDuration {
+		return nil, nil, usagef("-timeout %v: want a positive duration up to %v", b.timeout, maxBenchDuration)
+	}
+	if b.key != "" {
+		tok, err := mint(b.key, []string{"*"}, []string{"*"})
+		if err != nil {
+			return nil, nil, err
+		}
+		if b.target.PublisherToken == "" {
+			b.target.PublisherToken = tok
+		}
+		if b.target.SubscriberToken == "" {
+			b.target.SubscriberToken = tok
+		}
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, b.timeout)
+	return ctx, cancel, nil
+}
+
+func (b *benchFlags) progress(e *env) io.Writer {
+	if b.quiet || b.asJSON {
+		return nil
+	}
+	return e.stderr
+}
+
+// loopbackOnly refuses a hub that is not on this machine: the tool is a
+// flood by design.
+func loopbackOnly(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return usagef("-url %q: want an http:// URL", raw)
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return usagef("-url %q: herald bench loads only hubs on this machine (localhost, 127.0.0.0/8, ::1)", raw)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func runConns(e *env, args []string) error {
+	fs := newFlags(e, "bench conns", "[flags]")
+	var bf benchFlags
+	bf.register(fs)
+	var cfg bench.ConnsConfig
+	fs.IntVar(&cfg.Subscribers, "subscribers", 1000, "the `number` of connections to open and hold")
+	fs.IntVar(&cfg.Topics, "topics", 1, "the `number` of topics they spread over")
+	fs.Float64Var(&cfg.Rate, "rate", 1000, "connections opened per second (a `number`); 0 for as fast as they are answered")
+	fs.DurationVar(&cfg.Hold, "hold", 20*time.Second, "how long to hold them open, idle but for heartbeats (a `duration`)")
+	fs.DurationVar(&cfg.Probe, "probe-timeout", 30*time.Second, "how long every connection has to receive the probe (a `duration`)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %q", fs.Args())
-	}
-	if *key != "" {
-		tok, err := mint(*key, []string{"*"}, []string{"*"})
-		if err != nil {
-			return err
-		}
-		if cfg.PublisherToken == "" {
-			cfg.PublisherToken = tok
-		}
-		if cfg.SubscriberToken == "" {
-			cfg.SubscriberToken = tok
-		}
-	}
-	if !*quiet && !*asJSON {
-		cfg.Progress = e.stderr
-	}
-	res, err := bench.Fanout(e.ctx, cfg)
+	ctx, cancel, err := bf.resolve(e, fs)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
+	defer cancel()
+	if cfg.Subscribers < 1 || cfg.Subscribers > maxBenchSubscribers {
+		return usagef("-subscribers %d: want 1 to %d", cfg.Subscribers, maxBenchSubscribers)
+	}
+	cfg.Target, cfg.PID, cfg.Progress = bf.target, bf.pid, bf.progress(e)
+	res, err := bench.Conns(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if bf.asJSON {
+		if err := printJSON(e.stdout, res); err != nil {
 			return err
 		}
 	} else {
-		printFanout(e.stdout, res)
+		printConns(e.stdout, res)
+	}
+	if res.Failed != 0 || res.Dropped != 0 || res.ProbeMissing != 0 {
+		return errors.New("not every connection was opened, held and probed")
+	}
+	return nil
+}
+
+func printConns(w io.Writer, r *bench.ConnsResult) {
+	var b strings.Builder
+	pace := "as fast as answered"
+	if r.Rate > 0 {
+		pace = fmt.Sprintf("%g/s", r.Rate)
+	}
+	fmt.Fprintf(&b, "conns: %d subscribers over %d topics (%s), held %gs\n", r.Subscribers, r.Topics, pace, r.HoldSeconds)
+	fmt.Fprintf(&b, "  connected   %d in %.2fs, %d failed; connect time %s\n", r.Connected, r.ConnectSeconds, r.Failed, latency(r.ConnectLatency))
+	for _, k := range r.FailureKinds() {
+		fmt.Fprintf(&b, "    %-22s %d\n", k, r.Failures[k])
+	}
+	fmt.Fprintf(&b, "  held        %d dropped by the hub; %d heartbeats, on %d connections\n", r.Dropped, r.Heartbeats, r.Heartbeating)
+	fmt.Fprintf(&b, "  probe       received by %d, missing on %d; latency %s\n", r.ProbeReceived, r.ProbeMissing, latency(r.ProbeLatency))
+	if r.HubRSSHeld != 0 {
+		fmt.Fprintf(&b, "  hub         RSS %.1f MiB → %.1f MiB: %.2f KiB per connection; CPU %.2fs\n",
+			float64(r.HubRSSBefore)/(1<<20), float64(r.HubRSSHeld)/(1<<20), r.HubBytesPerConn/1024, r.HubCPUSeconds)
+	}
+	fmt.Fprintf(&b, "  this tool   CPU %.2fs, RSS %.1f MiB\n", r.ToolCPUSeconds, float64(r.ToolRSSHeldBytes)/(1<<20))
+	_, _ = io.WriteString(w, b.String())
+}
+
+func runFanout(e *env, args []string, reconnect bool) error {
+	mode := "fanout"
+	if reconnect {
+		mode = "reconnect"
+	}
+	fs := newFlags(e, "bench "+mode, "[flags]")
+	var bf benchFlags
+	bf.register(fs)
+	var cfg bench.ReconnectConfig
+	subs, events := 1, 10_000
+	if reconnect {
+		subs, events = 500, 3000
+		fs.DurationVar(&cfg.KillEvery, "kill-every", 20*time.Millisecond, "cut a random subscriber's connection this often (a `duration`)")
+	}
+	fs.IntVar(&cfg.Subscribers, "subscribers", subs, "the `number` of subscribers, spread over the topics")
+	fs.IntVar(&cfg.Topics, "topics", 1, "the `number` of topics")
+	fs.IntVar(&cfg.Events, "events", events, "the `number` of events to publish")
+	fs.IntVar(&cfg.Publishers, "publishers", 1, "the `number` of concurrent publishers")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "events per second in all (a `number`); 0 for as fast as the hub answers")
+	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "how long deliveries may trail the last publication (a `duration`)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel, err := bf.resolve(e, fs)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	switch {
+	case cfg.Subscribers > maxBenchSubscribers:
+		return usagef("-subscribers %d: at most %d", cfg.Subscribers, maxBenchSubscribers)
+	case cfg.Events > maxBenchEvents:
+		return usagef("-events %d: at most %d", cfg.Events, maxBenchEvents)
+	case reconnect && cfg.KillEvery <= 0:
+		return usagef("-kill-every %v: want a positive duration", cfg.KillEvery)
+	}
+	cfg.Target, cfg.PID, cfg.Progress = bf.target, bf.pid, bf.progress(e)
+	var res *bench.FanoutResult
+	if reconnect {
+		res, err = bench.Reconnect(ctx, cfg)
+	} else {
+		res, err = bench.Fanout(ctx, cfg.FanoutConfig)
+	}
+	if err != nil {
+		return err
+	}
+	if bf.asJSON {
+		if err := printJSON(e.stdout, res); err != nil {
+			return err
+		}
+	} else {
+		printFanout(e.stdout, mode, res)
 	}
 	if res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.PublishErrors != 0 {
 		return errors.New("verification failed: events were lost, duplicated, reordered or refused")
@@ -93,20 +260,25 @@ func runFanout(e *env, args []string) error {
 	return nil
 }
 
-func printFanout(w io.Writer, r *bench.FanoutResult) {
+func printFanout(w io.Writer, mode string, r *bench.FanoutResult) {
 	var b strings.Builder
 	pace := "as fast as possible"
 	if r.Rate > 0 {
 		pace = fmt.Sprintf("%g events/s", r.Rate)
 	}
-	fmt.Fprintf(&b, "fanout: %d subscribers over %d topics, %d events from %d publishers (%s)\n",
-		r.Subscribers, r.Topics, r.Events, r.Publishers, pace)
+	fmt.Fprintf(&b, "%s: %d subscribers over %d topics, %d events from %d publishers (%s)\n",
+		mode, r.Subscribers, r.Topics, r.Events, r.Publishers, pace)
 	fmt.Fprintf(&b, "  published   %d in %.2fs: %.0f/s acknowledged, %d errors; POST latency %s\n",
 		r.Published, r.PublishSeconds, r.PublishRate, r.PublishErrors, latency(r.PostLatency))
 	fmt.Fprintf(&b, "  delivered   %d of %d in %.2fs: %.0f/s; latency %s\n",
 		r.Delivered, r.Expected, r.DeliverySeconds, r.DeliveryRate, latency(r.DeliveryLatency))
-	fmt.Fprintf(&b, "  checked     %d missing, %d duplicated, %d out of order, %d subscribers incomplete, %d failed\n",
+	fmt.Fprintf(&b, "  checked     %d missing, %d duplicated, %d out of order, %d subscribers incomplete, %d connections lost\n",
 		r.Missing, r.Duplicated, r.OutOfOrder, r.Incomplete, r.SubscriberFailures)
+	if r.ReconnectLatency != nil {
+		fmt.Fprintf(&b, "  reconnected %d of %d cut (every %gms), %d failed attempts; reconnect %s\n",
+			r.Reconnects, r.Kills, r.KillEvery*1000, r.ReconnectFailures, latency(*r.ReconnectLatency))
+		fmt.Fprintf(&b, "  caught up   %s\n", latency(*r.CatchUpLatency))
+	}
 	if r.HubRSSBytes != 0 {
 		fmt.Fprintf(&b, "  hub         CPU %.2fs (%.2fs per million deliveries), RSS %.1f MiB\n",
 			r.HubCPUSeconds, r.HubCPUPerMillion, float64(r.HubRSSBytes)/(1<<20))
