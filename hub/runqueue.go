@@ -27,6 +27,21 @@ func (q *runQueue) push(s *subscriber) {
 	q.cond.Signal()
 }
 
+// pushAll queues subscribers in one go.
+func (q *runQueue) pushAll(ss []*subscriber) {
+	switch len(ss) {
+	case 0:
+		return
+	case 1:
+		q.push(ss[0])
+		return
+	}
+	q.mu.Lock()
+	q.items = append(q.items, ss...)
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
 // pop returns the next subscriber, waiting for one; false once the queue
 // is closed and empty.
 func (q *runQueue) pop() (*subscriber, bool) {

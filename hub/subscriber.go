@@ -125,12 +125,13 @@ func (s *subscriber) wants(ev *Event) bool {
 }
 
 // offer hands the subscriber an event the dispatcher found it wants. Only
-// the dispatcher calls it, in log order.
-func (s *subscriber) offer(ev *Event) {
+// the dispatcher calls it, in log order. When it reports true, the
+// subscriber turned busy and the caller must schedule it.
+func (s *subscriber) offer(ev *Event) (schedule bool) {
 	s.mu.Lock()
 	if s.reason != open || ev.Pos == s.offered {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.offered = ev.Pos
 	if s.mode == live {
@@ -144,9 +145,7 @@ func (s *subscriber) offer(ev *Event) {
 	}
 	run := s.scheduleLocked()
 	s.mu.Unlock()
-	if run {
-		s.h.schedule(s)
-	}
+	return run
 }
 
 // toLog makes a live subscriber read from the log at its cursor.

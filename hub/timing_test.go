@@ -2,9 +2,11 @@ package hub_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -88,6 +90,7 @@ type watch struct {
 	start    time.Time
 	comments []time.Duration
 	events   []string
+	eventAt  []time.Duration
 	ended    time.Duration // 0 while open
 	body     io.Closer
 }
@@ -118,6 +121,7 @@ func watchStream(t *testing.T, c *http.Client, query string, hdr http.Header) *w
 			}
 			w.mu.Lock()
 			w.events = append(w.events, ev.Data)
+			w.eventAt = append(w.eventAt, time.Since(w.start))
 			w.mu.Unlock()
 		}
 		w.mu.Lock()
@@ -257,4 +261,43 @@ func TestDispatchTimeout(t *testing.T) {
 			t.Fatalf("%d subscribers after the timeout", n)
 		}
 	})
+}
+
+// Events that follow a round of writes closer than BatchInterval go out
+// together when it is over; one after a quiet spell goes out at once.
+func TestBatchInterval(t *testing.T) {
+	for _, tc := range []struct {
+		interval time.Duration
+		want     []time.Duration // when each event arrives
+	}{
+		{50 * time.Millisecond, []time.Duration{0, 50 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}},
+		{-1, []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond}},
+	} {
+		t.Run(fmt.Sprint(tc.interval), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h, c := bubbleHub(t, hub.Config{BatchInterval: tc.interval, Heartbeat: -1, MaxLifetime: -1})
+				w := watchStream(t, c, q("topic", "a"), nil)
+				synctest.Wait()
+				start := time.Now()
+				for i, at := range []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond} {
+					time.Sleep(time.Until(start.Add(at)))
+					if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{"a"}, Data: fmt.Sprint(i)}); err != nil {
+						t.Fatal(err)
+					}
+					synctest.Wait()
+				}
+				time.Sleep(time.Second)
+				synctest.Wait()
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				var got []time.Duration
+				for _, at := range w.eventAt {
+					got = append(got, at-start.Sub(w.start))
+				}
+				if !slices.Equal(w.events, []string{"0", "1", "2", "3"}) || !equalDurations(got, tc.want) {
+					t.Fatalf("events %v at %v, want at %v", w.events, got, tc.want)
+				}
+			})
+		})
+	}
 }

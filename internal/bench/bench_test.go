@@ -109,7 +109,7 @@ func TestFanout(t *testing.T) {
 	tok := token(t)
 	res, err := Fanout(context.Background(), FanoutConfig{
 		Target:      Target{URL: srv.URL + hub.Path, PublisherToken: tok},
-		Subscribers: 10, Topics: 3, Events: 600, Publishers: 4, PID: 0, Drain: 10 * time.Second,
+		Subscribers: 10, Topics: 3, Events: 600, Publishers: 4, Drain: 10 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ type ConnsConfig struct {
 	Rate        float64       // connections opened per second; 0 for as fast as they are answered
 	Hold        time.Duration // how long to hold them once opened, idle but for heartbeats
 	Probe       time.Duration // how long every connection has to receive the probe
-	PID         int           // the hub's process, to read its memory and CPU time; 0 skips that
+	PIDs        []int         // the hub's processes, to read their memory and CPU time; none skips that
 	Progress    io.Writer     // receives a progress line each second; nil for none
 }
 
@@ -91,10 +91,10 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 	defer cancel()
 	res := &ConnsResult{Protocol: t.Protocol, Subscribers: cfg.Subscribers, Topics: cfg.Topics, Rate: cfg.Rate,
 		HoldSeconds: cfg.Hold.Seconds(), Failures: map[string]int{}}
-	hubCPU0, _ := hubCPU(cfg.PID)
+	hubCPU0, _ := hubCPU(cfg.PIDs)
 	toolCPU0 := selfCPU()
-	if cfg.PID != 0 {
-		res.HubRSSBefore, _ = procRSS(cfg.PID)
+	if len(cfg.PIDs) > 0 {
+		res.HubRSSBefore, _ = hubMemory(cfg.PIDs)
 	}
 
 	var (
@@ -182,8 +182,8 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if cfg.PID != 0 {
-		res.HubRSSHeld, _ = procRSS(cfg.PID)
+	if len(cfg.PIDs) > 0 {
+		res.HubRSSHeld, _ = hubMemory(cfg.PIDs)
 		if res.Connected > 0 {
 			res.HubBytesPerConn = float64(res.HubRSSHeld-res.HubRSSBefore) / float64(res.Connected)
 		}
@@ -229,8 +229,8 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 		}
 	}
 	res.ProbeLatency = probe.Summary()
-	hubCPU1, _ := hubCPU(cfg.PID)
-	if cfg.PID != 0 {
+	hubCPU1, _ := hubCPU(cfg.PIDs)
+	if len(cfg.PIDs) > 0 {
 		res.HubCPUSeconds = (hubCPU1 - hubCPU0).Seconds()
 	}
 	res.ToolCPUSeconds = (selfCPU() - toolCPU0).Seconds()

@@ -24,7 +24,7 @@ type FanoutConfig struct {
 	Events      int           // events to publish, spread round-robin over the topics
 	Publishers  int           // concurrent publishers, each waiting for its answer before its next event
 	Rate        float64       // events per second in all; 0 publishes as fast as the hub answers
-	PID         int           // the hub's process, to read its CPU time and memory; 0 skips that
+	PIDs        []int         // the hub's processes, to read their CPU time and memory; none skips that
 	Drain       time.Duration // how long deliveries may trail the last publication
 	Progress    io.Writer     // receives a progress line each second; nil for none
 }
@@ -149,7 +149,7 @@ func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration) (
 	for _, s := range subs {
 		res.Expected += int64(s.expected)
 	}
-	hubCPU0, _ := hubCPU(cfg.PID)
+	hubCPU0, _ := hubCPU(cfg.PIDs)
 	toolCPU0 := selfCPU()
 	start := time.Now()
 	stopProgress := r.progress(subs, start)
@@ -185,10 +185,10 @@ func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration) (
 	end := time.Now()
 	stopKiller()
 	stopProgress()
-	hubCPU1, _ := hubCPU(cfg.PID)
+	hubCPU1, _ := hubCPU(cfg.PIDs)
 	toolCPU1 := selfCPU()
-	if cfg.PID != 0 {
-		res.HubRSSBytes, _ = procRSS(cfg.PID)
+	if len(cfg.PIDs) > 0 {
+		res.HubRSSBytes, _ = hubMemory(cfg.PIDs)
 	}
 	cancel()
 	for _, s := range subs {
@@ -223,20 +223,13 @@ func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration) (
 		}
 		return d.Seconds() * 1e6 / float64(res.Delivered)
 	}
-	if cfg.PID != 0 {
+	if len(cfg.PIDs) > 0 {
 		res.HubCPUSeconds = (hubCPU1 - hubCPU0).Seconds()
 		res.HubCPUPerMillion = perMillion(hubCPU1 - hubCPU0)
 	}
 	res.ToolCPUSeconds = (toolCPU1 - toolCPU0).Seconds()
 	res.ToolCPUPerMillion = perMillion(toolCPU1 - toolCPU0)
 	return res, nil
-}
-
-func hubCPU(pid int) (time.Duration, error) {
-	if pid == 0 {
-		return 0, nil
-	}
-	return procCPU(pid)
 }
 
 // publish publishes events p, p+n, p+2n… (n publishers), each once the hub

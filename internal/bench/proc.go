@@ -63,3 +63,52 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// hubCPU returns the CPU time the hub's processes have used; none is 0.
+func hubCPU(pids []int) (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range pids {
+		d, err := procCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
+}
+
+// hubMemory returns the memory the hub's processes hold: the resident set
+// of one process (VmRSS in /proc/PID/status), or the sum of the
+// proportional sets of several (Pss in /proc/PID/smaps_rollup), which
+// counts the pages they share once, as nginx's workers share nchan's
+// memory zone.
+func hubMemory(pids []int) (int64, error) {
+	if len(pids) == 1 {
+		return procRSS(pids[0])
+	}
+	var total int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+		if err != nil {
+			return 0, err
+		}
+		found := false
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+				f := strings.Fields(rest)
+				if len(f) == 2 && f[1] == "kB" {
+					kb, err := strconv.ParseInt(f[0], 10, 64)
+					if err != nil {
+						return 0, err
+					}
+					total += kb << 10
+					found = true
+				}
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("/proc/%d/smaps_rollup: no Pss", pid)
+		}
+	}
+	return total, nil
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,7 +64,7 @@ func runBench(e *env, args []string) error {
 type benchFlags struct {
 	target        bench.Target
 	protocol, key string
-	pid           int
+	pids          pidsFlag
 	asJSON, quiet bool
 	timeout       time.Duration
 }
@@ -74,7 +75,7 @@ func (b *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.target.PublisherToken, "token", "", "the publishers' `JWT`")
 	fs.StringVar(&b.target.SubscriberToken, "subscriber-token", "", "the subscribers' `JWT`; none for anonymous subscribers")
 	fs.StringVar(&b.key, "key", "", "an HS256 `secret` to sign a token with, for publishers and subscribers, instead of -token")
-	fs.IntVar(&b.pid, "pid", 0, "the hub's process `ID`, to report its CPU time and memory")
+	fs.Var(&b.pids, "pid", "the hub's process `ID`, to report its CPU time and memory; a comma-separated list for a hub of several processes (nginx's workers)")
 	fs.BoolVar(&b.asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&b.quiet, "quiet", false, "no progress lines")
 	fs.DurationVar(&b.timeout, "timeout", 10*time.Minute, "stop the run after this long (a `duration`)")
@@ -162,7 +163,7 @@ func runConns(e *env, args []string) error {
 	if cfg.Subscribers < 1 || cfg.Subscribers > maxBenchSubscribers {
 		return usagef("-subscribers %d: want 1 to %d", cfg.Subscribers, maxBenchSubscribers)
 	}
-	cfg.Target, cfg.PID, cfg.Progress = bf.target, bf.pid, bf.progress(e)
+	cfg.Target, cfg.PIDs, cfg.Progress = bf.target, bf.pids, bf.progress(e)
 	res, err := bench.Conns(ctx, cfg)
 	if err != nil {
 		return err
@@ -237,7 +238,7 @@ func runFanout(e *env, args []string, reconnect bool) error {
 	case reconnect && cfg.KillEvery <= 0:
 		return usagef("-kill-every %v: want a positive duration", cfg.KillEvery)
 	}
-	cfg.Target, cfg.PID, cfg.Progress = bf.target, bf.pid, bf.progress(e)
+	cfg.Target, cfg.PIDs, cfg.Progress = bf.target, bf.pids, bf.progress(e)
 	var res *bench.FanoutResult
 	if reconnect {
 		res, err = bench.Reconnect(ctx, cfg)
@@ -290,4 +291,26 @@ func printFanout(w io.Writer, mode string, r *bench.FanoutResult) {
 
 func latency(s bench.Summary) string {
 	return fmt.Sprintf("p50 %.2fms, p90 %.2fms, p99 %.2fms, max %.2fms", s.P50, s.P90, s.P99, s.Max)
+}
+
+// pidsFlag is a comma-separated list of process IDs.
+type pidsFlag []int
+
+func (p *pidsFlag) String() string {
+	s := make([]string, len(*p))
+	for i, pid := range *p {
+		s[i] = strconv.Itoa(pid)
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *pidsFlag) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		pid, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || pid <= 0 {
+			return fmt.Errorf("%q is not a process ID", f)
+		}
+		*p = append(*p, pid)
+	}
+	return nil
 }

@@ -199,6 +199,7 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 		CORSOrigins:     cfg.CORSOrigins,
 		Subscriptions:   cfg.Subscriptions,
 		Heartbeat:       orNone(cfg.Heartbeat),
+		BatchInterval:   orNone(cfg.BatchInterval),
 		MaxLifetime:     orNone(cfg.WriteTimeout),
 		DispatchTimeout: cfg.DispatchTimeout,
 		MaxBodySize:     cfg.MaxBodySize,

@@ -32,6 +32,7 @@ type Config struct {
 	Subscriptions  bool
 
 	Heartbeat       time.Duration
+	BatchInterval   time.Duration
 	WriteTimeout    time.Duration
 	DispatchTimeout time.Duration
 	ShutdownTimeout time.Duration
@@ -77,6 +78,7 @@ func (c *Config) options() []option {
 		{"cookie-name", env("COOKIE_NAME"), "the cookie that may carry a token: its `name`", (*strValue)(&c.CookieName)},
 		{"subscriptions", env("SUBSCRIPTIONS"), "enable the subscriptions API and subscription events", (*boolValue)(&c.Subscriptions)},
 		{"heartbeat", env("HEARTBEAT"), "the silence (a `duration`) after which a subscriber gets a comment; 0 for none", (*durationValue)(&c.Heartbeat)},
+		{"batch-interval", env("BATCH_INTERVAL"), "the shortest time (a `duration`) between two writes to a subscriber: events within it go out in one write; 0 for none", (*durationValue)(&c.BatchInterval)},
 		{"write-timeout", env("WRITE_TIMEOUT"), "the maximum lifetime (a `duration`) of a subscription's connection, closed after 80-100% of it; 0 for none", (*durationValue)(&c.WriteTimeout)},
 		{"dispatch-timeout", env("DISPATCH_TIMEOUT"), "how long (a `duration`) one write to a subscriber may take", (*durationValue)(&c.DispatchTimeout)},
 		{"shutdown-timeout", env("SHUTDOWN_TIMEOUT"), "how long (a `duration`) a graceful shutdown may take before connections are cut", (*durationValue)(&c.ShutdownTimeout)},
@@ -106,6 +108,7 @@ func Default() Config {
 		PublisherJWTAlg: "HS256",
 		CookieName:      "mercureAuthorization",
 		Heartbeat:       40 * time.Second,
+		BatchInterval:   5 * time.Millisecond,
 		WriteTimeout:    600 * time.Second,
 		DispatchTimeout: 5 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
@@ -174,7 +177,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		d    time.Duration
-	}{{"heartbeat", c.Heartbeat}, {"write-timeout", c.WriteTimeout}, {"history-max-age", c.HistoryMaxAge}, {"shutdown-timeout", c.ShutdownTimeout}} {
+	}{{"heartbeat", c.Heartbeat}, {"batch-interval", c.BatchInterval}, {"write-timeout", c.WriteTimeout}, {"history-max-age", c.HistoryMaxAge}, {"shutdown-timeout", c.ShutdownTimeout}} {
 		if d.d < 0 {
 			errs = append(errs, fmt.Errorf("%s: %v is negative", d.name, d.d))
 		}
