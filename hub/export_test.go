@@ -29,3 +29,34 @@ func QueueLen(h *Hub) int {
 	})
 	return n
 }
+
+// TopicIndex is the hub's index of subscribers by selector, holding
+// stand-in subscribers: for the benchmarks of topic matching.
+type TopicIndex struct{ x *index }
+
+// NewTopicIndex returns an empty index whose matcher caches cacheSize
+// results (0: DefaultMatchCacheSize), as a hub's does.
+func NewTopicIndex(cacheSize int) *TopicIndex {
+	return &TopicIndex{newIndex(newMatcher(cacheSize))}
+}
+
+// Add registers a stand-in subscriber with these selectors.
+func (t *TopicIndex) Add(selectors ...string) { t.x.add(&subscriber{topics: selectors}) }
+
+// Reached returns the subscribers the dispatcher would find for an event
+// with these topics, counted as it sees them: once per matching selector.
+func (t *TopicIndex) Reached(topics []string) int {
+	n := 0
+	t.x.each(topics, func(*subscriber) { n++ })
+	return n
+}
+
+// Matcher is the hub's topic matcher, with its caches.
+type Matcher struct{ m *matcher }
+
+// NewMatcher returns a matcher whose caches hold cacheSize results (0:
+// DefaultMatchCacheSize).
+func NewMatcher(cacheSize int) *Matcher { return &Matcher{newMatcher(cacheSize)} }
+
+// Match reports whether selector matches topic.
+func (m *Matcher) Match(selector, topic string) bool { return m.m.match(selector, topic) }

@@ -5,6 +5,7 @@ package hub
 import (
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,22 +34,38 @@ func nonblockingConn(conn net.Conn) rawConn {
 	if err != nil {
 		return nil
 	}
-	return linuxConn{raw}
+	return newLinuxConn(raw)
 }
 
-type linuxConn struct{ raw syscall.RawConn }
+// linuxConn keeps what a write needs from one write to the next, so that
+// writing allocates nothing: the callback given to RawConn.Write, its
+// arguments and results, and the system call's vector. One goroutine at a
+// time writes to a subscriber.
+type linuxConn struct {
+	raw    syscall.RawConn
+	write  func(fd uintptr) bool // c.writev, bound once
+	iov    [][]byte
+	iovecs []unix.Iovec
+	n      int
+	werr   error
+}
 
-func (c linuxConn) tryWritev(iov [][]byte) (int, error) {
-	var n int
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = unix.Writev(int(fd), iov)
-			if werr != unix.EINTR {
-				return true // done, whatever happened: never wait here
-			}
-		}
-	})
+func newLinuxConn(raw syscall.RawConn) *linuxConn {
+	c := &linuxConn{raw: raw}
+	c.write = c.writev
+	return c
+}
+
+// maxIovecs is the most buffers one writev takes (Linux's IOV_MAX); the
+// rest waits for the next write.
+const maxIovecs = 1024
+
+func (c *linuxConn) tryWritev(iov [][]byte) (int, error) {
+	c.iov = iov
+	err := c.raw.Write(c.write)
+	n, werr := c.n, c.werr
+	c.iov, c.werr = nil, nil
+	clear(c.iovecs[:cap(c.iovecs)]) // hold no pointer to the buffers
 	switch {
 	case err != nil:
 		return 0, err
@@ -58,4 +75,38 @@ func (c linuxConn) tryWritev(iov [][]byte) (int, error) {
 		return 0, werr
 	}
 	return n, nil
+}
+
+// writev writes c.iov once, retrying only when a signal interrupted it:
+// never waiting for the socket.
+func (c *linuxConn) writev(fd uintptr) bool {
+	vs := c.iovecs[:0]
+	for _, b := range c.iov {
+		if len(b) == 0 {
+			continue
+		}
+		if len(vs) == maxIovecs {
+			break
+		}
+		v := unix.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		vs = append(vs, v)
+	}
+	c.iovecs = vs
+	c.n, c.werr = 0, nil
+	if len(vs) == 0 {
+		return true
+	}
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&vs[0])), uintptr(len(vs)))
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			c.werr = errno
+		} else {
+			c.n = int(r)
+		}
+		return true
+	}
 }

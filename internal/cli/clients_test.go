@@ -469,8 +469,14 @@ func TestClientFlagsDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	flagLine := regexp.MustCompile(`(?m)^  -([\w-]+)`)
-	for _, c := range []string{"subscribe", "publish", "token"} {
-		_, out, _ := cmd(t, nil, "", "help", c)
+	for _, args := range [][]string{{"help", "subscribe"}, {"help", "publish"}, {"help", "token"},
+		{"bench", "conns", "-h"}, {"bench", "fanout", "-h"}, {"bench", "reconnect", "-h"}} {
+		c := strings.Join(args[:len(args)-1], " ")
+		if args[0] == "help" {
+			c = args[1]
+		}
+		_, stdout, stderr := cmd(t, nil, "", args...)
+		out := stdout + stderr
 		flags := flagLine.FindAllStringSubmatch(out, -1)
 		if len(flags) < 5 {
 			t.Fatalf("help %s: %d flags in %q", c, len(flags), out)

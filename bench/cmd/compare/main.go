@@ -3,10 +3,15 @@
 // them with the same "herald bench" scenarios, alternating hubs round after
 // round, and prints the medians and the ratios as Markdown.
 //
-//	go run ./cmd/compare -suite publish -rounds 5
+//	go run ./cmd/compare -suite fanout -rounds 3
 //
 // Run it from the bench directory. Mercure is built from the Go module
-// proxy (bench/peers/mercure); nothing of it is part of herald.
+// proxy (bench/peers/mercure), nchan is Debian's nginx module
+// (libnginx-mod-nchan); nothing of either is part of herald.
+//
+// Every hub keeps a history (herald's and Mercure's on disk unless the
+// hub's name says memory, nchan's in memory), sends a heartbeat every 15 s
+// and logs errors only.
 package main
 
 import (
@@ -22,7 +27,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -30,36 +37,165 @@ const key = "a benchmark key, the same for every hub"
 
 // A hub is a server under test.
 type hub struct {
-	name  string
+	name string
+	// start returns the command that runs the hub on the port, with its
+	// files in dir.
 	start func(dir string, port int) *exec.Cmd
+	// target gives the load tool the hub's address and protocol.
+	target func(port int) []string
+	// pids lists the processes whose CPU time and memory are the hub's.
+	pids func(cmd *exec.Cmd) ([]int, error)
 }
 
 // A scenario is one "herald bench" run.
 type scenario struct {
-	name string
-	args []string
+	name    string
+	args    []string
+	metrics []metric
+	x       float64 // its abscissa on the chart of a sweep
 }
 
-var suites = map[string][]scenario{
+// A metric is one column of a scenario's table.
+type metric struct {
+	label  string
+	path   []string // in the tool's JSON result
+	scale  float64  // the value shown is the result's times this; 0 for 1
+	format string   // for the value shown
+	higher bool     // higher is better
+}
+
+func (m metric) value(run map[string]any) (float64, bool) {
+	var v any = run
+	for _, p := range m.path {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return 0, false
+		}
+		v = obj[p]
+	}
+	f, ok := v.(float64)
+	if !ok {
+		if v == nil && len(m.path) > 0 { // omitted from the JSON: zero
+			return 0, true
+		}
+		return 0, false
+	}
+	if m.scale != 0 {
+		f *= m.scale
+	}
+	return f, true
+}
+
+var (
+	publishMetrics = []metric{
+		{"acknowledged/s", []string{"publish_rate"}, 0, "%.0f", true},
+		{"POST p50", []string{"post_latency", "p50_ms"}, 0, "%.2f ms", false},
+		{"POST p99", []string{"post_latency", "p99_ms"}, 0, "%.2f ms", false},
+		{"delivery p99", []string{"delivery_latency", "p99_ms"}, 0, "%.2f ms", false},
+		{"hub CPU per event", []string{"hub_cpu_seconds_per_million_deliveries"}, 0, "%.0f µs", false},
+	}
+	fanoutMetrics = []metric{
+		{"hub CPU s per million deliveries", []string{"hub_cpu_seconds_per_million_deliveries"}, 0, "%.2f", false},
+		{"delivery p50", []string{"delivery_latency", "p50_ms"}, 0, "%.1f ms", false},
+		{"delivery p99", []string{"delivery_latency", "p99_ms"}, 0, "%.1f ms", false},
+		{"deliveries/s", []string{"delivery_rate"}, 0, "%.0f", true},
+		{"publications/s", []string{"publish_rate"}, 0, "%.0f", true},
+		{"hub RSS", []string{"hub_rss_bytes"}, 1.0 / (1 << 20), "%.0f MiB", false},
+		{"tool CPU s per million", []string{"tool_cpu_seconds_per_million_deliveries"}, 0, "%.2f", false},
+	}
+	connsMetrics = []metric{
+		{"KiB per connection", []string{"hub_bytes_per_connection"}, 1.0 / 1024, "%.2f", false},
+		{"connect p50", []string{"connect_latency", "p50_ms"}, 0, "%.2f ms", false},
+		{"connect p99", []string{"connect_latency", "p99_ms"}, 0, "%.2f ms", false},
+		{"held", []string{"connected"}, 0, "%.0f", true},
+		{"heartbeating", []string{"heartbeating"}, 0, "%.0f", true},
+		{"probe received", []string{"probe_received"}, 0, "%.0f", true},
+		{"probe p99", []string{"probe_latency", "p99_ms"}, 0, "%.0f ms", false},
+		{"hub CPU s", []string{"hub_cpu_seconds"}, 0, "%.2f", false},
+	}
+	reconnectMetrics = []metric{
+		{"lost", []string{"missing"}, 0, "%.0f", false},
+		{"duplicated", []string{"duplicated"}, 0, "%.0f", false},
+		{"kills", []string{"kills"}, 0, "%.0f", true},
+		{"reconnect p50", []string{"reconnect_latency", "p50_ms"}, 0, "%.2f ms", false},
+		{"reconnect p99", []string{"reconnect_latency", "p99_ms"}, 0, "%.2f ms", false},
+		{"catch-up p99", []string{"catch_up_latency", "p99_ms"}, 0, "%.1f ms", false},
+		{"delivery p99", []string{"delivery_latency", "p99_ms"}, 0, "%.1f ms", false},
+		{"hub CPU s per million deliveries", []string{"hub_cpu_seconds_per_million_deliveries"}, 0, "%.2f", false},
+	}
+	sweepMetrics = []metric{
+		{"hub CPU s per million deliveries", []string{"hub_cpu_seconds_per_million_deliveries"}, 0, "%.2f", false},
+		{"hub CPU s", []string{"hub_cpu_seconds"}, 0, "%.2f", false},
+		{"delivery p99", []string{"delivery_latency", "p99_ms"}, 0, "%.1f ms", false},
+		{"hub RSS", []string{"hub_rss_bytes"}, 1.0 / (1 << 20), "%.0f MiB", false},
+	}
+)
+
+// A suite is a set of scenarios and the hubs they compare by default.
+type suite struct {
+	hubs      string
+	scenarios []scenario
+	chart     bool // write an SVG chart of the sweeps
+}
+
+var suites = map[string]suite{
 	// Durable publication: acknowledged publications per second, one
 	// subscriber that must receive them all.
-	"publish": {
-		{"1 publisher", []string{"fanout", "-subscribers", "1", "-publishers", "1", "-events", "8000"}},
-		{"16 publishers", []string{"fanout", "-subscribers", "1", "-publishers", "16", "-events", "40000"}},
-	},
+	"publish": {"herald,herald-bolt,mercure", []scenario{
+		{name: "1 publisher", args: []string{"fanout", "-subscribers", "1", "-publishers", "1", "-events", "8000"}, metrics: publishMetrics},
+		{name: "16 publishers", args: []string{"fanout", "-subscribers", "1", "-publishers", "16", "-events", "40000"}, metrics: publishMetrics},
+	}, false},
+	// Publication without a disk, against nchan's memory.
+	"publish-memory": {"herald-memory,nchan", []scenario{
+		{name: "1 publisher, memory", args: []string{"fanout", "-subscribers", "1", "-publishers", "1", "-events", "20000"}, metrics: publishMetrics},
+		{name: "16 publishers, memory", args: []string{"fanout", "-subscribers", "1", "-publishers", "16", "-events", "80000"}, metrics: publishMetrics},
+	}, false},
+	// Idle connections: memory per connection, heartbeats, a probe.
+	"conns": {"herald,nchan,mercure", []scenario{
+		{name: "10,000 connections held 20 s", args: []string{"conns", "-subscribers", "10000", "-rate", "2000", "-hold", "20s"}, metrics: connsMetrics},
+	}, false},
+	// As many subscribers as the file-descriptor limit allows.
+	"max": {"herald", []scenario{
+		{name: "19,950 connections held 20 s", args: []string{"conns", "-subscribers", "19950", "-rate", "2000", "-hold", "20s"}, metrics: connsMetrics},
+	}, false},
+	// Fan-out: CPU per delivery and latency.
+	"fanout": {"herald,nchan,mercure", []scenario{
+		{name: "saturating: 1,000 subscribers, 2,000 events, 4 publishers", args: []string{"fanout", "-subscribers", "1000", "-events", "2000", "-publishers", "4"}, metrics: fanoutMetrics},
+		{name: "paced: 100 events/s to 1,000 subscribers, 15 s", args: []string{"fanout", "-subscribers", "1000", "-events", "1500", "-rate", "100"}, metrics: fanoutMetrics},
+	}, false},
+	// Subscribers cut at random and resuming with Last-Event-ID.
+	"reconnect": {"herald,nchan,mercure", []scenario{
+		{name: "reconnect storm: 500 subscribers, one cut every 20 ms, 3,000 events at 200/s", args: []string{"reconnect", "-subscribers", "500", "-events", "3000", "-rate", "200", "-kill-every", "20ms"}, metrics: reconnectMetrics},
+	}, false},
+	// How cost grows with subscribers and with topics.
+	"scale": {"herald,nchan,mercure", sweeps(), true},
+}
+
+func sweeps() []scenario {
+	var out []scenario
+	for _, n := range []int{1000, 2000, 5000, 10000, 19000} {
+		out = append(out, scenario{name: fmt.Sprintf("subscribers=%d", n), x: float64(n), metrics: sweepMetrics,
+			args: []string{"fanout", "-subscribers", fmt.Sprint(n), "-events", "60", "-rate", "5"}})
+	}
+	for _, t := range []int{1, 10, 100, 1000, 10000} {
+		out = append(out, scenario{name: fmt.Sprintf("topics=%d", t), x: float64(t), metrics: sweepMetrics,
+			args: []string{"fanout", "-subscribers", "10000", "-topics", fmt.Sprint(t), "-events", "120", "-rate", "10"}})
+	}
+	return out
 }
 
 func main() {
-	suite := flag.String("suite", "publish", "the scenarios to run: publish")
-	rounds := flag.Int("rounds", 5, "rounds; each runs every scenario on every hub")
-	hubsFlag := flag.String("hubs", "herald,herald-bolt,mercure", "the hubs, in order: herald, herald-bolt, herald-memory, mercure")
-	out := flag.String("out", "results", "the directory for the raw results")
+	suiteFlag := flag.String("suite", "publish", "the scenarios to run: "+strings.Join(sortedKeys(suites), ", "))
+	rounds := flag.Int("rounds", 3, "rounds; each runs every scenario on every hub")
+	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan (default: the suite's)")
+	out := flag.String("out", "results", "the directory for the raw results and charts")
 	flag.Parse()
 	log.SetFlags(0)
-	scenarios, ok := suites[*suite]
+	s, ok := suites[*suiteFlag]
 	if !ok {
-		log.Fatalf("no suite %q", *suite)
+		log.Fatalf("no suite %q; there are %s", *suiteFlag, strings.Join(sortedKeys(suites), ", "))
 	}
+	names := strings.Split(cmpOr(*hubsFlag, s.hubs), ",")
 
 	work, err := os.MkdirTemp("", "herald-compare-")
 	if err != nil {
@@ -73,17 +209,29 @@ func main() {
 		"herald-bolt":   heraldHub("herald-bolt", herald, "-store", "bolt"),
 		"herald-memory": heraldHub("herald-memory", herald, "-store", "memory"),
 	}
-	names := strings.Split(*hubsFlag, ",")
 	if slices.Contains(names, "mercure") {
 		mercure := filepath.Join(work, "mercure")
 		build(mercure, "peers/mercure", ".")
 		all["mercure"] = mercureHub(mercure)
 	}
+	if slices.Contains(names, "nchan") {
+		h, err := nchanHub()
+		if err != nil {
+			log.Fatal(err)
+		}
+		all["nchan"] = h
+	}
+	for _, name := range names {
+		if _, ok := all[name]; !ok {
+			log.Fatalf("no hub %q", name)
+		}
+	}
 
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		log.Fatal(err)
 	}
-	raw, err := os.Create(filepath.Join(*out, *suite+"-"+time.Now().UTC().Format("20060102-150405")+".jsonl"))
+	stamp := time.Now().UTC().Format("20060102-150405")
+	raw, err := os.Create(filepath.Join(*out, *suiteFlag+"-"+stamp+".jsonl"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -91,17 +239,16 @@ func main() {
 
 	results := map[string]map[string][]map[string]any{} // scenario → hub → runs
 	for r := range *rounds {
-		for _, sc := range scenarios {
+		for _, sc := range s.scenarios {
 			for _, name := range names {
-				h, ok := all[name]
-				if !ok {
-					log.Fatalf("no hub %q", name)
-				}
-				res, err := run(herald, h, sc, filepath.Join(work, fmt.Sprintf("%s-%d", name, r)))
+				res, err := run(herald, all[name], sc, filepath.Join(work, fmt.Sprintf("%s-%d", name, r)))
 				if err != nil {
-					log.Fatalf("round %d, %s, %s: %v", r+1, sc.name, name, err)
+					// A hub that cannot do a scenario is a result too.
+					log.Printf("round %d  %-40s %-14s failed: %v", r+1, sc.name, name, err)
+					res = map[string]any{"error": err.Error()}
+				} else {
+					log.Printf("round %d  %-40s %-14s %s", r+1, sc.name, name, brief(sc, res))
 				}
-				log.Printf("round %d  %-14s %-14s %8.0f/s", r+1, sc.name, name, res["publish_rate"])
 				res["hub"], res["scenario"], res["round"] = name, sc.name, r+1
 				line, _ := json.Marshal(res)
 				raw.Write(append(line, '\n'))
@@ -112,7 +259,43 @@ func main() {
 			}
 		}
 	}
-	report(os.Stdout, scenarios, names, results, *rounds)
+	report(os.Stdout, s.scenarios, names, results, *rounds)
+	if s.chart {
+		path := filepath.Join(*out, "scale-"+stamp+".svg")
+		if err := os.WriteFile(path, chart(s.scenarios, names, results), 0o644); err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("chart: %s", path)
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func brief(sc scenario, res map[string]any) string {
+	var parts []string
+	for _, m := range sc.metrics[:min(3, len(sc.metrics))] {
+		if v, ok := m.value(res); ok {
+			parts = append(parts, m.label+" "+fmt.Sprintf(m.format, v))
+		}
+	}
+	if res["verification_failed"] == true {
+		parts = append(parts, "CHECKS FAILED")
+	}
+	return strings.Join(parts, ", ")
 }
 
 func build(out, dir, pkg string) {
@@ -124,8 +307,14 @@ func build(out, dir, pkg string) {
 	}
 }
 
+func mercureURL(port int) []string {
+	return []string{"-url", fmt.Sprintf("http://127.0.0.1:%d/.well-known/mercure", port)}
+}
+
+func ownPID(cmd *exec.Cmd) ([]int, error) { return []int{cmd.Process.Pid}, nil }
+
 func heraldHub(name, bin string, extra ...string) hub {
-	return hub{name: name, start: func(dir string, port int) *exec.Cmd {
+	return hub{name: name, target: mercureURL, pids: ownPID, start: func(dir string, port int) *exec.Cmd {
 		args := append([]string{"serve", "-addr", fmt.Sprint("127.0.0.1:", port), "-data-dir", dir,
 			"-publisher-jwt-key", key, "-anonymous", "-heartbeat", "15s", "-log-level", "error"}, extra...)
 		return exec.Command(bin, args...)
@@ -133,7 +322,7 @@ func heraldHub(name, bin string, extra ...string) hub {
 }
 
 func mercureHub(bin string) hub {
-	return hub{name: "mercure", start: func(dir string, port int) *exec.Cmd {
+	return hub{name: "mercure", target: mercureURL, pids: ownPID, start: func(dir string, port int) *exec.Cmd {
 		caddyfile := fmt.Sprintf(`{
 	auto_https off
 	admin off
@@ -164,6 +353,90 @@ http://127.0.0.1:%d {
 	}}
 }
 
+// nchan runs Debian's nginx with the nchan module: two workers, a channel
+// per topic whose messages are kept (10,000, for an hour), and a ": ping"
+// comment every 15 s on idle event streams.
+const nchanModule = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+
+func nchanHub() (hub, error) {
+	nginx, err := exec.LookPath("nginx")
+	if err == nil {
+		_, err = os.Stat(nchanModule)
+	}
+	if err != nil {
+		return hub{}, fmt.Errorf("nchan needs nginx and its module (apt-get install nginx-light libnginx-mod-nchan): %w", err)
+	}
+	return hub{
+		name: "nchan",
+		target: func(port int) []string {
+			return []string{"-protocol", "nchan", "-url", fmt.Sprintf("http://127.0.0.1:%d", port)}
+		},
+		pids: nginxWorkers,
+		start: func(dir string, port int) *exec.Cmd {
+			conf := fmt.Sprintf(`load_module %s;
+user root;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+daemon off;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log error;
+events { worker_connections 20000; }
+http {
+	access_log off;
+	client_body_temp_path %[2]s/body;
+	proxy_temp_path %[2]s/proxy;
+	fastcgi_temp_path %[2]s/fastcgi;
+	uwsgi_temp_path %[2]s/uwsgi;
+	scgi_temp_path %[2]s/scgi;
+	server {
+		listen 127.0.0.1:%[3]d;
+		location ~ ^/sub/(\w+)$ {
+			nchan_subscriber eventsource;
+			nchan_channel_id $1;
+			nchan_subscriber_first_message newest;
+			nchan_eventsource_ping_interval 15;
+			nchan_eventsource_ping_comment "ping";
+		}
+		location ~ ^/pub/(\w+)$ {
+			nchan_publisher;
+			nchan_channel_id $1;
+			nchan_message_buffer_length 10000;
+			nchan_message_timeout 1h;
+		}
+	}
+}
+`, nchanModule, dir, port)
+			path := filepath.Join(dir, "nginx.conf")
+			if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+				log.Fatal(err)
+			}
+			return exec.Command(nginx, "-c", path, "-p", dir, "-e", filepath.Join(dir, "error.log"))
+		},
+	}, nil
+}
+
+// nginxWorkers lists the master's children, waiting for both workers.
+func nginxWorkers(cmd *exec.Cmd) ([]int, error) {
+	pid := cmd.Process.Pid
+	for range 100 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		if err != nil {
+			return nil, err
+		}
+		var pids []int
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, n)
+			}
+		}
+		if len(pids) >= 2 {
+			return pids, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, errors.New("nginx started no workers")
+}
+
 // run starts the hub fresh, runs the scenario against it, and stops it.
 func run(herald string, h hub, sc scenario, dir string) (map[string]any, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -177,18 +450,28 @@ func run(herald string, h hub, sc scenario, dir string) (map[string]any, error) 
 	cmd := h.start(dir, port)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// A process group of its own, to stop nginx's workers with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	defer func() {
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	}()
 	if err := waitPort(port, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("%w; its output: %s", err, logs.String())
 	}
-	args := append(append([]string{"bench"}, sc.args...), "-url", fmt.Sprintf("http://127.0.0.1:%d/.well-known/mercure", port),
-		"-key", key, "-pid", fmt.Sprint(cmd.Process.Pid), "-json")
+	pids, err := h.pids(cmd)
+	if err != nil {
+		return nil, err
+	}
+	var list []string
+	for _, p := range pids {
+		list = append(list, strconv.Itoa(p))
+	}
+	args := append(append(append([]string{"bench"}, sc.args...), h.target(port)...),
+		"-key", key, "-pid", strings.Join(list, ","), "-json", "-quiet")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
@@ -197,12 +480,18 @@ func run(herald string, h hub, sc scenario, dir string) (map[string]any, error) 
 	err = b.Run()
 	var res map[string]any
 	if jerr := json.Unmarshal(stdout.Bytes(), &res); jerr != nil {
-		return nil, fmt.Errorf("bench: %v, %v: %s", err, jerr, stderr.String())
+		return nil, fmt.Errorf("bench: %v, %v: %s", err, jerr, lastLines(stderr.String(), 5))
 	}
 	if err != nil {
 		res["verification_failed"] = true
+		res["stderr"] = lastLines(stderr.String(), 5)
 	}
 	return res, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func freePort() (int, error) {
@@ -239,51 +528,90 @@ func median(vs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func field(runs []map[string]any, path ...string) []float64 {
-	var out []float64
+// medianOf is the median of a metric over the runs that have it; false
+// when none has.
+func medianOf(runs []map[string]any, m metric) (float64, bool) {
+	var vs []float64
 	for _, r := range runs {
-		var v any = r
-		for _, p := range path {
-			m, ok := v.(map[string]any)
-			if !ok {
-				v = nil
-				break
-			}
-			v = m[p]
+		if _, failed := r["error"]; failed {
+			continue
 		}
-		if f, ok := v.(float64); ok {
-			out = append(out, f)
+		if v, ok := m.value(r); ok {
+			vs = append(vs, v)
 		}
 	}
-	return out
+	return median(vs), len(vs) > 0
 }
 
-// report prints, per scenario, a table of medians with the ratio of each
-// hub to herald.
+// report prints, per scenario, a table of medians, and the ratio of the
+// first hub's figure to the best of the others'.
 func report(w *os.File, scenarios []scenario, names []string, results map[string]map[string][]map[string]any, rounds int) {
 	host, _ := os.Hostname()
 	fmt.Fprintf(w, "\nMedians of %d rounds, %s, %s.\n", rounds, time.Now().UTC().Format("2006-01-02"), host)
 	for _, sc := range scenarios {
 		fmt.Fprintf(w, "\n**%s** (`herald bench %s`)\n\n", sc.name, strings.Join(sc.args, " "))
-		fmt.Fprintf(w, "| hub | acknowledged/s | %s ÷ this | POST p50 | POST p99 | delivery p99 | hub CPU µs per event | checks |\n", names[0])
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
-		base := median(field(results[sc.name][names[0]], "publish_rate"))
+		fmt.Fprint(w, "| hub |")
+		for _, m := range sc.metrics {
+			fmt.Fprintf(w, " %s |", m.label)
+		}
+		fmt.Fprintln(w, " checks |")
+		fmt.Fprintln(w, "|---"+strings.Repeat("|---", len(sc.metrics)+1)+"|")
 		for _, name := range names {
 			runs := results[sc.name][name]
-			rate := median(field(runs, "publish_rate"))
-			ok := "all events, once, in order"
-			for _, r := range runs {
-				if r["verification_failed"] == true {
-					ok = "FAILED"
+			fmt.Fprintf(w, "| %s |", name)
+			for _, m := range sc.metrics {
+				if v, ok := medianOf(runs, m); ok {
+					fmt.Fprintf(w, " "+m.format+" |", v)
+				} else {
+					fmt.Fprint(w, " – |")
 				}
 			}
-			ratio := "1"
-			if rate > 0 {
-				ratio = fmt.Sprintf("%.2f", base/rate)
+			fmt.Fprintf(w, " %s |\n", checks(runs))
+		}
+		if len(names) < 2 {
+			continue
+		}
+		fmt.Fprintf(w, "| **%s ÷ best peer** |", names[0])
+		for _, m := range sc.metrics {
+			own, ok := medianOf(results[sc.name][names[0]], m)
+			best, found := 0.0, false
+			for _, name := range names[1:] {
+				if v, ok := medianOf(results[sc.name][name], m); ok && (!found || m.higher && v > best || !m.higher && v < best) {
+					best, found = v, true
+				}
 			}
-			fmt.Fprintf(w, "| %s | %.0f | %s | %.2f ms | %.2f ms | %.2f ms | %.0f | %s |\n", name, rate, ratio,
-				median(field(runs, "post_latency", "p50_ms")), median(field(runs, "post_latency", "p99_ms")),
-				median(field(runs, "delivery_latency", "p99_ms")), median(field(runs, "hub_cpu_seconds_per_million_deliveries")), ok)
+			if ok && found && best != 0 {
+				fmt.Fprintf(w, " %.2f |", own/best)
+			} else {
+				fmt.Fprint(w, " – |")
+			}
+		}
+		fmt.Fprintln(w, " |")
+	}
+}
+
+func checks(runs []map[string]any) string {
+	if len(runs) == 0 {
+		return "not run"
+	}
+	var failed []string
+	for _, r := range runs {
+		if e, ok := r["error"].(string); ok {
+			failed = append(failed, fmt.Sprintf("round %v: %s", r["round"], firstLine(e)))
+		} else if r["verification_failed"] == true {
+			failed = append(failed, fmt.Sprintf("round %v: checks failed", r["round"]))
 		}
 	}
+	if len(failed) == 0 {
+		return "passed"
+	}
+	return strings.Join(failed, "; ")
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	return s
 }

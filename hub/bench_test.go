@@ -1,0 +1,359 @@
+package hub_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/herald-sse/herald/hub"
+)
+
+// Benchmarks of the hub's hot paths:
+//
+//	go test -run '^$' -bench . -benchmem ./hub
+//
+// BenchmarkFanout and BenchmarkReplay go through real HTTP/1.1 connections
+// over loopback, so their figures include the kernel's share (writev,
+// the readers' reads) and the goroutine handoffs between the publisher,
+// the dispatcher, the pool workers and the readers. Allocations are
+// counted for the whole process: the readers are written to allocate
+// nothing, so what is reported is the hub's, and Publish's.
+
+// benchPayload is the data of the benchmarks' events: a small JSON
+// document, the typical Mercure update.
+const benchPayload = `{"@id":"https://example.com/books/1","title":"The Left Hand of Darkness","author":"Ursula K. Le Guin","year":1969}`
+
+const benchTopic = "https://example.com/books/1"
+
+// newBenchHub starts a hub with cfg behind an HTTP server on loopback and
+// stops both at the end of the benchmark.
+func newBenchHub(b *testing.B, cfg hub.Config) (*hub.Hub, *httptest.Server) {
+	b.Helper()
+	h, err := hub.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	b.Cleanup(func() {
+		_ = h.Close()
+		srv.Close()
+	})
+	return h, srv
+}
+
+// countEvents counts the ends of events ("\n\n") in p; prev carries the
+// last byte of the previous read, as an event may straddle two reads. The
+// benchmarks' events have no empty line inside.
+func countEvents(p []byte, prev *byte) int {
+	n := 0
+	last := *prev
+	for _, c := range p {
+		if c == '\n' && last == '\n' {
+			n++
+			last = 0
+			continue
+		}
+		last = c
+	}
+	*prev = last
+	return n
+}
+
+// fanout is a set of subscriptions whose readers count the events they
+// get: the reader that brings pending to zero signals done.
+type fanout struct {
+	pending atomic.Int64
+	done    chan struct{} // one signal per event delivered to all
+	dead    chan struct{} // closed when a stream ends
+	once    sync.Once
+	readers sync.WaitGroup
+}
+
+// subscribe opens a subscription and starts its reader.
+func (f *fanout) subscribe(b *testing.B, client *http.Client, u string) {
+	b.Helper()
+	resp, err := client.Get(u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		b.Fatalf("subscribe: status %d", resp.StatusCode)
+	}
+	f.readers.Add(1)
+	go f.read(resp.Body)
+}
+
+// read counts the events of one stream, allocating nothing per read.
+func (f *fanout) read(body io.ReadCloser) {
+	defer f.readers.Done()
+	defer body.Close()
+	buf := make([]byte, 16<<10)
+	var prev byte
+	for {
+		n, err := body.Read(buf)
+		if k := countEvents(buf[:n], &prev); k > 0 && f.pending.Add(-int64(k)) == 0 {
+			f.done <- struct{}{}
+		}
+		if err != nil {
+			f.once.Do(func() { close(f.dead) })
+			return
+		}
+	}
+}
+
+// deliver publishes u and waits until every one of the n subscribers has
+// read it.
+func (f *fanout) deliver(b *testing.B, h *hub.Hub, u hub.Update, n int) {
+	f.pending.Store(int64(n))
+	if _, err := h.Publish(context.Background(), u); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-f.done:
+	case <-f.dead:
+		b.Fatal("a subscription ended")
+	}
+}
+
+// BenchmarkFanout measures the delivery of one event, published with
+// Publish, to N subscribers over HTTP: the dispatcher's offers, the pool's
+// writes (the event encoded once, one writev per connection) and the
+// readers' wake-ups. Batching is off (BatchInterval -1), so each event is
+// written on its own, and heartbeats are off.
+//
+// An op is one event delivered to all N subscribers: the benchmark waits
+// for the last reader before it publishes the next. Publishing ahead
+// instead would measure something else, and nothing stable: the hub would
+// gather events into larger writes, and past the live queue's bound (1024
+// events) or the history's (10,000) it would send subscribers back to the
+// log or disconnect them. ns/op is thus the latency of a full fan-out, and
+// ns/delivery (ns/op / N) its cost per subscriber, the pool's workers
+// writing in parallel; at N=1 it is mostly the wake-ups of four
+// goroutines. allocs/op holds Publish's own allocations (the ID, the
+// event, its encoding, the log's), which do not grow with N: what grows
+// with N is allocation per delivery.
+func BenchmarkFanout(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) { benchFanout(b, n) })
+	}
+}
+
+func benchFanout(b *testing.B, n int) {
+	h, srv := newBenchHub(b, hub.Config{BatchInterval: -1, Heartbeat: -1})
+	f := &fanout{done: make(chan struct{}, 1), dead: make(chan struct{})}
+	// Registered after the hub's cleanup, so run before it: the hub and
+	// the server close the streams, then the readers are waited for.
+	b.Cleanup(func() {
+		_ = h.Close()
+		srv.Close()
+		f.readers.Wait()
+	})
+	client := srv.Client()
+	u := srv.URL + hub.Path + "?" + url.Values{"topic": {benchTopic}}.Encode()
+	for range n {
+		f.subscribe(b, client, u)
+	}
+	// A response's head is written before the subscriber joins the index.
+	for deadline := time.Now().Add(wait); hub.Subscribers(h) < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d subscribers of %d joined", hub.Subscribers(h), n)
+		}
+	}
+	up := hub.Update{Topics: []string{benchTopic}, Data: benchPayload}
+	// Warm up: every subscriber turns live, and the buffers reach their
+	// steady size.
+	for range 10 {
+		f.deliver(b, h, up, n)
+	}
+
+	b.ReportAllocs()
+	for b.Loop() {
+		f.deliver(b, h, up, n)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
+}
+
+// BenchmarkTopicMatch measures how the hub finds the subscribers of an
+// event: the index's lookup among 10,000 subscriptions (index/…), as the
+// dispatcher does it for each event, and the matching of one selector with
+// one topic (match/…), as a subscriber reading the log does it for each
+// event. "cached" repeats one topic, whose results the matcher has cached;
+// "uncached" goes through more distinct (template, topic) pairs than the
+// cache holds, so that each template is run as a regular expression.
+func BenchmarkTopicMatch(b *testing.B) {
+	const subs = 10_000
+	b.Run("index/exact/subscriptions=10000/topics=10000", func(b *testing.B) {
+		// A subscription per topic; the events go round the topics.
+		x := hub.NewTopicIndex(0)
+		topics := make([][]string, subs)
+		for i := range subs {
+			topics[i] = []string{topicURL(i)}
+			x.Add(topicURL(i))
+		}
+		benchIndex(b, x, topics, 1)
+	})
+	// Subscriptions to 100 shelves' templates, 100 subscribers each.
+	shelves := func() *hub.TopicIndex {
+		x := hub.NewTopicIndex(0)
+		for i := range subs {
+			x.Add(fmt.Sprintf("https://example.com/shelves/%d/books/{id}", i%100))
+		}
+		return x
+	}
+	b.Run("index/templates=100/subscriptions=10000/cached", func(b *testing.B) {
+		benchIndex(b, shelves(), [][]string{{"https://example.com/shelves/42/books/7"}}, subs/100)
+	})
+	b.Run("index/templates=100/subscriptions=10000/uncached", func(b *testing.B) {
+		// 10,000 topics by 100 templates: a million pairs, ten times what
+		// the matcher caches.
+		topics := make([][]string, subs)
+		for i := range topics {
+			topics[i] = []string{fmt.Sprintf("https://example.com/shelves/%d/books/%d", i%100, i)}
+		}
+		benchIndex(b, shelves(), topics, subs/100)
+	})
+	b.Run("index/templates=10000/subscriptions=10000/cached", func(b *testing.B) {
+		// Each subscription its own template: the index runs (the cache
+		// answers) every one of them for each event.
+		x := hub.NewTopicIndex(0)
+		for i := range subs {
+			x.Add(fmt.Sprintf("https://example.com/users/%d/books/{id}", i))
+		}
+		benchIndex(b, x, [][]string{{"https://example.com/users/42/books/7"}}, 1)
+	})
+	b.Run("index/template=1/subscriptions=10000", func(b *testing.B) {
+		// Everyone on https://example.com/books/{id}: one template run,
+		// and 10,000 subscribers reached.
+		x := hub.NewTopicIndex(0)
+		for range subs {
+			x.Add("https://example.com/books/{id}")
+		}
+		benchIndex(b, x, [][]string{{topicURL(7)}}, subs)
+	})
+
+	b.Run("match/exact", func(b *testing.B) {
+		benchMatch(b, benchTopic, []string{benchTopic})
+	})
+	b.Run("match/template/cached", func(b *testing.B) {
+		benchMatch(b, "https://example.com/books/{id}", []string{benchTopic})
+	})
+	b.Run("match/template/uncached", func(b *testing.B) {
+		// Twice as many topics as the cache holds results.
+		topics := make([]string, 2*hub.DefaultMatchCacheSize)
+		for i := range topics {
+			topics[i] = topicURL(i)
+		}
+		benchMatch(b, "https://example.com/books/{id}", topics)
+	})
+}
+
+// benchIndex looks up the subscribers of events whose topics go round
+// topics; each must reach want subscribers.
+func benchIndex(b *testing.B, x *hub.TopicIndex, topics [][]string, want int) {
+	if got := x.Reached(topics[0]); got != want {
+		b.Fatalf("an event for %v reaches %d subscribers, want %d", topics[0], got, want)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if x.Reached(topics[i]) != want {
+			b.Fatalf("an event for %v missed subscribers", topics[i])
+		}
+		if i++; i == len(topics) {
+			i = 0
+		}
+	}
+}
+
+// benchMatch matches selector with topics in turn; each must match.
+func benchMatch(b *testing.B, selector string, topics []string) {
+	m := hub.NewMatcher(0)
+	if !m.Match(selector, topics[0]) { // compiles the template, caches the result
+		b.Fatalf("%q does not match %q", selector, topics[0])
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if !m.Match(selector, topics[i]) {
+			b.Fatalf("%q does not match %q", selector, topics[i])
+		}
+		if i++; i == len(topics) {
+			i = 0
+		}
+	}
+}
+
+// BenchmarkReplay measures a subscriber resuming with Last-Event-ID from a
+// memory log of 10,000 events and receiving the 1,000 events after its ID
+// over HTTP: an op is one resume, from the request to the end of the
+// stream, and ns/event its cost per event replayed. The subscriber reads
+// the log in its handler and writes the events, 256 at a time at most.
+//
+// The last event of the history ends its topic (Update.End), so that the
+// hub closes each stream once it has sent it, the 1,000th event: the op
+// ends with the stream, and no subscription outlives it. The op thus
+// includes the request, the subscription's setup and its end.
+func BenchmarkReplay(b *testing.B) {
+	const history, replay = 10_000, 1_000
+	h, srv := newBenchHub(b, hub.Config{BatchInterval: -1, Heartbeat: -1})
+	ctx := context.Background()
+	ids := make([]string, history)
+	for i := range ids {
+		id, err := h.Publish(ctx, hub.Update{Topics: []string{benchTopic}, Data: benchPayload, End: i == history-1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = id
+	}
+	from := ids[history-replay-1]
+	u := srv.URL + hub.Path + "?" + url.Values{"topic": {benchTopic}}.Encode()
+	client := srv.Client()
+	buf := make([]byte, 32<<10)
+
+	resume := func() {
+		req, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Header.Set("Last-Event-ID", from)
+		req.Close = true // the hub closes the connection at the end
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("resume: status %d", resp.StatusCode)
+		}
+		got := 0
+		var prev byte
+		for {
+			n, err := resp.Body.Read(buf)
+			got += countEvents(buf[:n], &prev)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		if got != replay {
+			b.Fatalf("resume: got %d events, want %d", got, replay)
+		}
+	}
+	resume() // warm up
+
+	b.ReportAllocs()
+	for b.Loop() {
+		resume()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/replay, "ns/event")
+}

@@ -1,0 +1,86 @@
+//go:build linux
+
+package hub
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+)
+
+// A write to a subscriber's socket allocates nothing, whatever the number
+// of buffers, and a vector longer than the kernel takes is written in
+// part, never refused.
+func TestWritevAllocatesNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	var got bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		io.Copy(&got, client)
+		close(done)
+	}()
+
+	c := nonblockingConn(server)
+	if c == nil {
+		t.Fatal("no raw connection for TCP")
+	}
+	var want bytes.Buffer
+	iov := make([][]byte, 0, 2000)
+	for i := range 2000 {
+		b := []byte{byte('a' + i%26)}
+		if i%100 == 0 {
+			b = nil // empty buffers are skipped
+		}
+		iov = append(iov, b)
+	}
+	write := func(iov [][]byte) {
+		for len(iov) > 0 {
+			n, err := c.tryWritev(iov)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range iov {
+				want.Write(b[:min(n, len(b))])
+				if n < len(b) {
+					iov[0] = b[n:]
+					break
+				}
+				n -= len(b)
+				iov = iov[1:]
+			}
+		}
+	}
+	three := [][]byte{[]byte("ab"), []byte("c"), []byte("de")}
+	allocs := testing.AllocsPerRun(20, func() {
+		if n, err := c.tryWritev(three); n != 5 || err != nil {
+			t.Fatalf("wrote %d bytes, %v", n, err)
+		}
+		want.WriteString("abcde")
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per write", allocs)
+	}
+	small := want.Len()
+	want.Reset()
+	write(append([][]byte(nil), iov...))
+	server.Close()
+	<-done
+	if got.Len() != small+want.Len() || !bytes.Equal(got.Bytes()[small:], want.Bytes()) {
+		t.Fatalf("received %d bytes, want %d", got.Len(), small+want.Len())
+	}
+}
