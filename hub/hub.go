@@ -31,11 +31,11 @@ const (
 	DefaultMaxBodySize = 1 << 20
 	// DefaultCookieName is the cookie that carries a token.
 	DefaultCookieName = "mercureAuthorization"
-	// DefaultBatchInterval is the shortest time between two rounds of
-	// writes to subscribers. Under load it puts the events of 5 ms in one
-	// write per subscriber, which halves the hub's CPU time per delivery
-	// at a thousand subscribers; an event after a quiet spell goes out at
-	// once.
+	// DefaultBatchInterval is the shortest time between two large rounds
+	// of writes to subscribers. Under load it puts the events of 5 ms in
+	// one write per subscriber, which halves the hub's CPU time per
+	// delivery at a thousand subscribers; an event after a quiet spell,
+	// or for a few subscribers, goes out at once.
 	DefaultBatchInterval = 5 * time.Millisecond
 	// DefaultMaxEndedTopics bounds the ended topics the hub remembers: a
 	// topic forgotten is served again like any other.
@@ -79,13 +79,14 @@ type Config struct {
 	// Heartbeat is the silence after which a subscriber gets a comment.
 	// Zero means DefaultHeartbeat; negative means none.
 	Heartbeat time.Duration
-	// BatchInterval is the shortest time between two rounds of writes to
-	// subscribers: the events that arrive within it of the last round go
-	// out together in the next, one write per subscriber. A subscriber
-	// thus gets at most one write per BatchInterval, and an event waits
-	// at most that long; the first event after a quiet spell goes out at
-	// once. Zero means DefaultBatchInterval; negative means none, a round
-	// for each batch read from the log.
+	// BatchInterval is the shortest time between two large rounds of
+	// writes to subscribers (rounds that wake more than 64): the events
+	// that arrive within it of the last such round go out together in the
+	// next, one write per subscriber, and wait at most that long. The
+	// first event after a quiet spell goes out at once, and so does a
+	// round that wakes few subscribers, where gathering would save little.
+	// Zero means DefaultBatchInterval; negative means none, a round for
+	// each batch read from the log.
 	BatchInterval time.Duration
 	// MaxLifetime bounds a subscription's connection. Zero means
 	// DefaultMaxLifetime; negative means no bound but the token's expiry.
@@ -437,14 +438,27 @@ func (h *Hub) Ready(ctx context.Context) error {
 // in log order. It is the only goroutine that offers events.
 func (h *Hub) dispatchLoop(next uint64) {
 	defer h.bg.Done()
-	coalesce := max(h.cfg.BatchInterval, 0)
-	var flushed time.Time // when the woken subscribers were last scheduled
+	interval := max(h.cfg.BatchInterval, 0)
+	var last time.Time // when the last large round of writes began
+	// round schedules the subscribers the offers woke, if it is time: a
+	// small round at once, a large one no sooner than the interval after
+	// the last large one.
+	round := func() {
+		switch {
+		case len(h.ready) == 0:
+		case len(h.ready) <= smallRound:
+			h.runReady()
+		case time.Since(last) >= interval:
+			h.runReady()
+			last = time.Now()
+		}
+	}
 	for {
 		var err error
 		if len(h.ready) > 0 {
-			// Subscribers are waiting to be scheduled: wait for more events
-			// only until the coalescing delay since the last flush is over.
-			if wait := time.Until(flushed.Add(coalesce)); wait > 0 {
+			// A large round is pending: wait for more events only until
+			// its time.
+			if wait := time.Until(last.Add(interval)); wait > 0 {
 				ctx, cancel := context.WithTimeout(h.ctx, wait)
 				err = h.log.Wait(ctx, next)
 				cancel()
@@ -452,9 +466,8 @@ func (h *Hub) dispatchLoop(next uint64) {
 					err = nil
 				}
 			}
-			if err == nil && time.Since(flushed) >= coalesce {
-				h.runReady()
-				flushed = time.Now()
+			if err == nil && time.Since(last) >= interval {
+				round()
 				continue
 			}
 		} else {
@@ -480,18 +493,20 @@ func (h *Hub) dispatchLoop(next uint64) {
 			}
 			h.dispatch(ev)
 			next = ev.Pos + 1
-			if i%readyEvery == readyEvery-1 && time.Since(flushed) >= coalesce {
-				h.runReady()
-				flushed = time.Now()
+			if i%readyEvery == readyEvery-1 {
+				round()
 			}
 		}
-		if time.Since(flushed) >= coalesce {
-			h.runReady()
-			flushed = time.Now()
-		}
+		round()
 		h.passBatch()
 	}
 }
+
+// smallRound is the most subscribers a round of writes may wake to go at
+// once, whatever the batch interval: delaying a few writes would save
+// little CPU and add latency where it shows most, to a lone subscriber of
+// a busy topic.
+const smallRound = 64
 
 // readyEvery is how many events of a batch the dispatcher offers before
 // it schedules the subscribers they woke: a subscriber then gets the

@@ -263,23 +263,31 @@ func TestDispatchTimeout(t *testing.T) {
 	})
 }
 
-// Events that follow a round of writes closer than BatchInterval go out
-// together when it is over; one after a quiet spell goes out at once.
+// Events that follow a large round of writes closer than BatchInterval go
+// out together when it is over; one after a quiet spell goes out at once,
+// and so does a round that wakes few subscribers.
 func TestBatchInterval(t *testing.T) {
+	gathered := []time.Duration{0, 50 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}
+	atOnce := []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond}
 	for _, tc := range []struct {
-		interval time.Duration
-		want     []time.Duration // when each event arrives
+		interval    time.Duration
+		subscribers int
+		want        []time.Duration // when each event arrives
 	}{
-		{50 * time.Millisecond, []time.Duration{0, 50 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}},
-		{-1, []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond}},
+		{50 * time.Millisecond, hub.SmallRound + 1, gathered},
+		{50 * time.Millisecond, 1, atOnce},
+		{-1, hub.SmallRound + 1, atOnce},
 	} {
-		t.Run(fmt.Sprint(tc.interval), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v/subscribers=%d", tc.interval, tc.subscribers), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				h, c := bubbleHub(t, hub.Config{BatchInterval: tc.interval, Heartbeat: -1, MaxLifetime: -1})
-				w := watchStream(t, c, q("topic", "a"), nil)
+				var ws []*watch
+				for range tc.subscribers {
+					ws = append(ws, watchStream(t, c, q("topic", "a"), nil))
+				}
 				synctest.Wait()
 				start := time.Now()
-				for i, at := range []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond} {
+				for i, at := range atOnce {
 					time.Sleep(time.Until(start.Add(at)))
 					if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{"a"}, Data: fmt.Sprint(i)}); err != nil {
 						t.Fatal(err)
@@ -288,14 +296,17 @@ func TestBatchInterval(t *testing.T) {
 				}
 				time.Sleep(time.Second)
 				synctest.Wait()
-				w.mu.Lock()
-				defer w.mu.Unlock()
-				var got []time.Duration
-				for _, at := range w.eventAt {
-					got = append(got, at-start.Sub(w.start))
-				}
-				if !slices.Equal(w.events, []string{"0", "1", "2", "3"}) || !equalDurations(got, tc.want) {
-					t.Fatalf("events %v at %v, want at %v", w.events, got, tc.want)
+				for _, w := range ws {
+					w.mu.Lock()
+					var got []time.Duration
+					for _, at := range w.eventAt {
+						got = append(got, at-start.Sub(w.start))
+					}
+					events := w.events
+					w.mu.Unlock()
+					if !slices.Equal(events, []string{"0", "1", "2", "3"}) || !equalDurations(got, tc.want) {
+						t.Fatalf("events %v at %v, want at %v", events, got, tc.want)
+					}
 				}
 			})
 		})

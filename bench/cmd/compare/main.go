@@ -46,6 +46,8 @@ type hub struct {
 	target func(port int) []string
 	// pids lists the processes whose CPU time and memory are the hub's.
 	pids func(cmd *exec.Cmd) ([]int, error)
+	// extra holds the flags a herald hub adds to the common ones.
+	extra []string
 }
 
 // A scenario is one "herald bench" run.
@@ -188,7 +190,7 @@ func sweeps() []scenario {
 func main() {
 	suiteFlag := flag.String("suite", "publish", "the scenarios to run: "+strings.Join(sortedKeys(suites), ", "))
 	rounds := flag.Int("rounds", 3, "rounds; each runs every scenario on every hub")
-	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan (default: the suite's)")
+	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan, or herald with other flags as herald+flag=value, e.g. herald+batch-interval=20ms (default: the suite's)")
 	out := flag.String("out", "results", "the directory for the raw results and charts")
 	flag.Parse()
 	log.SetFlags(0)
@@ -223,6 +225,15 @@ func main() {
 		all["nchan"] = h
 	}
 	for _, name := range names {
+		// herald+flag=value[+flag=value…]: herald with other settings.
+		if base, settings, ok := strings.Cut(name, "+"); ok && all[base].start != nil && strings.HasPrefix(base, "herald") {
+			extra := slices.Clone(all[base].extra)
+			for _, kv := range strings.Split(settings, "+") {
+				k, v, _ := strings.Cut(kv, "=")
+				extra = append(extra, "-"+k, v)
+			}
+			all[name] = heraldHub(name, herald, extra...)
+		}
 		if _, ok := all[name]; !ok {
 			log.Fatalf("no hub %q", name)
 		}
@@ -315,7 +326,7 @@ func mercureURL(port int) []string {
 func ownPID(cmd *exec.Cmd) ([]int, error) { return []int{cmd.Process.Pid}, nil }
 
 func heraldHub(name, bin string, extra ...string) hub {
-	return hub{name: name, target: mercureURL, pids: ownPID, start: func(dir string, port int) *exec.Cmd {
+	return hub{name: name, target: mercureURL, pids: ownPID, extra: extra, start: func(dir string, port int) *exec.Cmd {
 		args := append([]string{"serve", "-addr", fmt.Sprint("127.0.0.1:", port), "-data-dir", dir,
 			"-publisher-jwt-key", key, "-anonymous", "-heartbeat", "15s", "-log-level", "error"}, extra...)
 		return exec.Command(bin, args...)
