@@ -295,7 +295,9 @@ func TestReconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Kills < 10 || res.Reconnects != res.Kills || res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 ||
+	// The last cut may come as the run ends, once its subscriber has
+	// everything: its reconnection is then not waited for.
+	if res.Kills < 10 || res.Reconnects < res.Kills-1 || res.Reconnects > res.Kills || res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 ||
 		res.ReconnectLatency.Count != uint64(res.Reconnects) || res.CatchUpLatency.Count == 0 {
 		t.Fatalf("%+v", res)
 	}
