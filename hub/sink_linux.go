@@ -65,7 +65,7 @@ func (c *linuxConn) tryWritev(iov [][]byte) (int, error) {
 	err := c.raw.Write(c.write)
 	n, werr := c.n, c.werr
 	c.iov, c.werr = nil, nil
-	clear(c.iovecs[:cap(c.iovecs)]) // hold no pointer to the buffers
+	clear(c.iovecs) // hold no pointer to the buffers (past its length, earlier writes cleared them)
 	switch {
 	case err != nil:
 		return 0, err
