@@ -60,5 +60,3 @@ func NewMatcher(cacheSize int) *Matcher { return &Matcher{newMatcher(cacheSize)}
 
 // Match reports whether selector matches topic.
 func (m *Matcher) Match(selector, topic string) bool { return m.m.match(selector, topic) }
-
-const SmallRound = smallRound

@@ -31,11 +31,11 @@ const (
 	DefaultMaxBodySize = 1 << 20
 	// DefaultCookieName is the cookie that carries a token.
 	DefaultCookieName = "mercureAuthorization"
-	// DefaultBatchInterval is the shortest time between two large rounds
-	// of writes to subscribers. Under load it puts the events of 5 ms in
-	// one write per subscriber, which halves the hub's CPU time per
-	// delivery at a thousand subscribers; an event after a quiet spell,
-	// or for a few subscribers, goes out at once.
+	// DefaultBatchInterval is the shortest time between two writes of
+	// events to one subscriber. Under load it puts a subscriber's events
+	// of 5 ms in one write, which halves the hub's CPU time per delivery
+	// at a thousand subscribers; an event for a subscriber that had none
+	// for 5 ms goes out at once.
 	DefaultBatchInterval = 5 * time.Millisecond
 	// DefaultMaxEndedTopics bounds the ended topics the hub remembers: a
 	// topic forgotten is served again like any other.
@@ -79,13 +79,13 @@ type Config struct {
 	// Heartbeat is the silence after which a subscriber gets a comment.
 	// Zero means DefaultHeartbeat; negative means none.
 	Heartbeat time.Duration
-	// BatchInterval is the shortest time between two large rounds of
-	// writes to subscribers (rounds that wake more than 64): the events
-	// that arrive within it of the last such round go out together in the
-	// next, one write per subscriber, and wait at most that long. The
-	// first event after a quiet spell goes out at once, and so does a
-	// round that wakes few subscribers, where gathering would save little.
-	// Zero means DefaultBatchInterval; negative means none, a round for
+	// BatchInterval is the shortest time between two writes of events
+	// to one subscriber: the events that arrive for it within the interval
+	// after a write go out together when it is over, in one write, and
+	// wait at most that long. An event for a subscriber that has had none
+	// for the interval goes out at once, so light traffic is never
+	// delayed, and each subscriber is paced on its own.
+	// Zero means DefaultBatchInterval; negative means none, a write for
 	// each batch read from the log.
 	BatchInterval time.Duration
 	// MaxLifetime bounds a subscription's connection. Zero means
@@ -164,7 +164,7 @@ type Hub struct {
 	cur    atomic.Uint64
 	lastID atomic.Pointer[string] // the ID of the last event dispatched
 	broken atomic.Pointer[error]  // why the dispatcher stopped, if it failed
-	ready  []*subscriber          // woken by the dispatcher's offers, to schedule (the dispatcher's)
+	rounds rounds                 // the dispatcher's
 	// passed is closed, and cleared, each time the dispatcher finishes a
 	// batch: waitDispatched waits on it.
 	passedMu sync.Mutex
@@ -438,36 +438,24 @@ func (h *Hub) Ready(ctx context.Context) error {
 // in log order. It is the only goroutine that offers events.
 func (h *Hub) dispatchLoop(next uint64) {
 	defer h.bg.Done()
-	interval := max(h.cfg.BatchInterval, 0)
-	var last time.Time // when the last large round of writes began
-	// round schedules the subscribers the offers woke, if it is time: a
-	// small round at once, a large one no sooner than the interval after
-	// the last large one.
-	round := func() {
-		switch {
-		case len(h.ready) == 0:
-		case len(h.ready) <= smallRound:
-			h.runReady()
-		case time.Since(last) >= interval:
-			h.runReady()
-			last = time.Now()
-		}
-	}
+	r := &h.rounds
+	r.interval = int64(max(h.cfg.BatchInterval, 0))
+	r.epoch = time.Now()
+	var until untilDue
+	defer until.stop()
 	for {
 		var err error
-		if len(h.ready) > 0 {
-			// A large round is pending: wait for more events only until
-			// its time.
-			if wait := time.Until(last.Add(interval)); wait > 0 {
-				ctx, cancel := context.WithTimeout(h.ctx, wait)
-				err = h.log.Wait(ctx, next)
-				cancel()
+		if len(r.ready) > 0 {
+			// Subscribers are waiting for their turn: wait for more
+			// events only until the first of them is due.
+			if wait := time.Duration(r.due() - r.now()); wait > 0 {
+				err = h.log.Wait(until.context(h.ctx, r.due(), wait), next)
 				if err != nil && h.ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 					err = nil
 				}
 			}
-			if err == nil && time.Since(last) >= interval {
-				round()
+			if err == nil && r.now() >= r.due() {
+				h.release(false)
 				continue
 			}
 		} else {
@@ -483,7 +471,7 @@ func (h *Hub) dispatchLoop(next uint64) {
 				h.broken.Store(&err)
 				h.logger.Error(err.Error())
 			}
-			h.runReady()
+			h.release(true)
 			h.passBatch()
 			return
 		}
@@ -494,19 +482,38 @@ func (h *Hub) dispatchLoop(next uint64) {
 			h.dispatch(ev)
 			next = ev.Pos + 1
 			if i%readyEvery == readyEvery-1 {
-				round()
+				h.release(false)
 			}
 		}
-		round()
+		h.release(false)
 		h.passBatch()
 	}
 }
 
-// smallRound is the most subscribers a round of writes may wake to go at
-// once, whatever the batch interval: delaying a few writes would save
-// little CPU and add latency where it shows most, to a lone subscriber of
-// a busy topic.
-const smallRound = 64
+// untilDue holds the context of the dispatcher's waits that end when the
+// first subscriber waiting for its turn is due: one per due time, not one
+// per event.
+type untilDue struct {
+	at     int64
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// context returns a context that ends at due, wait from now.
+func (u *untilDue) context(parent context.Context, due int64, wait time.Duration) context.Context {
+	if u.ctx == nil || u.at != due {
+		u.stop()
+		u.ctx, u.cancel = context.WithTimeout(parent, wait)
+		u.at = due
+	}
+	return u.ctx
+}
+
+func (u *untilDue) stop() {
+	if u.cancel != nil {
+		u.cancel()
+	}
+}
 
 // readyEvery is how many events of a batch the dispatcher offers before
 // it schedules the subscribers they woke: a subscriber then gets the
@@ -515,22 +522,72 @@ const smallRound = 64
 // microseconds per event at a thousand subscribers.
 const readyEvery = 16
 
-// runReady schedules the subscribers the dispatcher's offers woke.
-func (h *Hub) runReady() {
-	if len(h.ready) == 0 {
+// rounds is the dispatcher's pacing of writes. A subscriber woken by an
+// offer goes at once if it is quiet, written last an interval ago or more;
+// otherwise it waits for the next round, and rounds come at most once per
+// interval. So under load a subscriber gets the events of an interval in
+// one write, and after a quiet spell its first event goes at once. Only
+// the dispatcher touches it.
+type rounds struct {
+	interval int64         // BatchInterval in nanoseconds; 0: no pacing
+	epoch    time.Time     // the origin of now
+	last     int64         // when the last round went (now's units); 0: never
+	ready    []*subscriber // woken by offers, not yet scheduled
+	checked  int           // ready[:checked] are waiting for the next round
+	pool     []*subscriber // scratch: the pool workers' share of a release
+}
+
+// now returns the time since the epoch, never zero.
+func (r *rounds) now() int64 { return int64(time.Since(r.epoch)) + 1 }
+
+// due returns when the next round may go.
+func (r *rounds) due() int64 {
+	if r.last == 0 {
+		return 0
+	}
+	return r.last + r.interval
+}
+
+// release schedules the woken subscribers whose turn has come: every one
+// when a round is due, or with all; otherwise the quiet ones. The others
+// wait for the next round.
+func (h *Hub) release(all bool) {
+	r := &h.rounds
+	if len(r.ready) == 0 {
 		return
 	}
-	pool := h.ready[:0]
-	for _, s := range h.ready {
+	now := r.now()
+	round := all || now >= r.due()
+	start := 0
+	if !round {
+		if r.checked == len(r.ready) {
+			return
+		}
+		start = r.checked
+	}
+	wall := time.Now().UnixNano()
+	keep, pool := r.ready[:start], r.pool[:0]
+	for _, s := range r.ready[start:] {
+		if !round && wall-s.lastEvents.Load() < r.interval {
+			keep = append(keep, s)
+			continue
+		}
 		if s.exec == onPool {
 			pool = append(pool, s)
 		} else {
 			h.schedule(s)
 		}
 	}
+	if round {
+		// A round starts the interval, whether it sends subscribers that
+		// waited for it or the first event after a quiet spell.
+		r.last = now
+	}
+	clear(r.ready[len(keep):])
+	r.ready, r.checked = keep, len(keep)
 	h.runq.pushAll(pool)
-	clear(h.ready)
-	h.ready = h.ready[:0]
+	clear(pool)
+	r.pool = pool[:0]
 }
 
 // dispatch offers one event to every subscriber that wants it.
@@ -538,7 +595,7 @@ func (h *Hub) dispatch(ev *Event) {
 	h.cur.Store(ev.Pos)
 	h.index.each(ev.Topics, func(s *subscriber) {
 		if (!ev.Private || s.authorized(ev.Topics)) && s.offer(ev) {
-			h.ready = append(h.ready, s)
+			h.rounds.ready = append(h.rounds.ready, s)
 		}
 	})
 	if ev.End {

@@ -98,7 +98,8 @@ type subscriber struct {
 	dlReason closeReason // lifetime or expired
 	slot     int         // index in the timers' heap
 
-	lastWrite atomic.Int64 // time of the last write, in Unix nanoseconds
+	lastWrite  atomic.Int64 // time of the last write, in Unix nanoseconds
+	lastEvents atomic.Int64 // time of the last write of events, in Unix nanoseconds (see rounds)
 
 	mu      sync.Mutex
 	busy    bool // a runner holds or will hold the subscriber
@@ -224,9 +225,10 @@ func (h *Hub) schedule(s *subscriber) {
 
 // batch is one write's worth of work.
 type batch struct {
-	bufs   [][]byte
-	upto   uint64   // the cursor after the write
-	events []*Event // the queue buffer the write came from, to reuse
+	bufs      [][]byte
+	upto      uint64   // the cursor after the write
+	events    []*Event // the queue buffer the write came from, to reuse
+	heartbeat bool     // the write is a heartbeat alone
 }
 
 // run delivers until there is nothing left to do, then leaves the
@@ -285,7 +287,7 @@ func (s *subscriber) collect(bufs [][]byte) (b batch, reason closeReason, idle b
 		if s.beat {
 			s.beat = false
 			s.mu.Unlock()
-			return batch{bufs: append(bufs, heartbeat), upto: next}, open, false
+			return batch{bufs: append(bufs, heartbeat), upto: next, heartbeat: true}, open, false
 		}
 		s.busy = false
 		s.mu.Unlock()
@@ -376,7 +378,11 @@ func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeRea
 // write failed, marks the subscriber gone.
 func (s *subscriber) written(b batch, err error) {
 	if err == nil && len(b.bufs) > 0 {
-		s.lastWrite.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		s.lastWrite.Store(now)
+		if !b.heartbeat {
+			s.lastEvents.Store(now)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

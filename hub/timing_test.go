@@ -263,9 +263,9 @@ func TestDispatchTimeout(t *testing.T) {
 	})
 }
 
-// Events that follow a large round of writes closer than BatchInterval go
-// out together when it is over; one after a quiet spell goes out at once,
-// and so does a round that wakes few subscribers.
+// Events that follow a write closer than BatchInterval go out together in
+// the next round, at most one per interval; one after a quiet spell goes
+// out at once, whatever the number of subscribers.
 func TestBatchInterval(t *testing.T) {
 	gathered := []time.Duration{0, 50 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}
 	atOnce := []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 200 * time.Millisecond}
@@ -274,9 +274,9 @@ func TestBatchInterval(t *testing.T) {
 		subscribers int
 		want        []time.Duration // when each event arrives
 	}{
-		{50 * time.Millisecond, hub.SmallRound + 1, gathered},
-		{50 * time.Millisecond, 1, atOnce},
-		{-1, hub.SmallRound + 1, atOnce},
+		{50 * time.Millisecond, 1, gathered},
+		{50 * time.Millisecond, 100, gathered},
+		{-1, 100, atOnce},
 	} {
 		t.Run(fmt.Sprintf("%v/subscribers=%d", tc.interval, tc.subscribers), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -297,18 +297,53 @@ func TestBatchInterval(t *testing.T) {
 				time.Sleep(time.Second)
 				synctest.Wait()
 				for _, w := range ws {
-					w.mu.Lock()
-					var got []time.Duration
-					for _, at := range w.eventAt {
-						got = append(got, at-start.Sub(w.start))
-					}
-					events := w.events
-					w.mu.Unlock()
-					if !slices.Equal(events, []string{"0", "1", "2", "3"}) || !equalDurations(got, tc.want) {
+					if events, got := w.arrivals(start); !slices.Equal(events, []string{"0", "1", "2", "3"}) || !equalDurations(got, tc.want) {
 						t.Fatalf("events %v at %v, want at %v", events, got, tc.want)
 					}
 				}
 			})
 		})
 	}
+}
+
+// Quiet is per subscriber: one whose events come often does not hold back
+// an event for another that has had none for a while.
+func TestBatchIntervalPerSubscriber(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, c := bubbleHub(t, hub.Config{BatchInterval: 50 * time.Millisecond, Heartbeat: -1, MaxLifetime: -1})
+		busy := watchStream(t, c, q("topic", "busy"), nil)
+		quiet := watchStream(t, c, q("topic", "quiet"), nil)
+		synctest.Wait()
+		start := time.Now()
+		for _, p := range []struct {
+			at    time.Duration
+			topic string
+		}{{0, "busy"}, {10 * time.Millisecond, "busy"}, {20 * time.Millisecond, "quiet"}, {30 * time.Millisecond, "quiet"}} {
+			time.Sleep(time.Until(start.Add(p.at)))
+			if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{p.topic}, Data: p.topic}); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if _, got := busy.arrivals(start); !equalDurations(got, []time.Duration{0, 50 * time.Millisecond}) {
+			t.Errorf("busy: events at %v, want at 0s and 50ms", got)
+		}
+		// Its second event came within the interval of its first: it
+		// waits for the round.
+		if _, got := quiet.arrivals(start); !equalDurations(got, []time.Duration{20 * time.Millisecond, 50 * time.Millisecond}) {
+			t.Errorf("quiet: events at %v, want at 20ms and 50ms", got)
+		}
+	})
+}
+
+// arrivals returns the events received and when, counted from start.
+func (w *watch) arrivals(start time.Time) (events []string, at []time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, d := range w.eventAt {
+		at = append(at, d-start.Sub(w.start))
+	}
+	return append([]string(nil), w.events...), at
 }

@@ -78,7 +78,7 @@ func (c *Config) options() []option {
 		{"cookie-name", env("COOKIE_NAME"), "the cookie that may carry a token: its `name`", (*strValue)(&c.CookieName)},
 		{"subscriptions", env("SUBSCRIPTIONS"), "enable the subscriptions API and subscription events", (*boolValue)(&c.Subscriptions)},
 		{"heartbeat", env("HEARTBEAT"), "the silence (a `duration`) after which a subscriber gets a comment; 0 for none", (*durationValue)(&c.Heartbeat)},
-		{"batch-interval", env("BATCH_INTERVAL"), "under load, the shortest time (a `duration`) between two rounds of writes to many subscribers: events within it go out in one write per subscriber; 0 for none", (*durationValue)(&c.BatchInterval)},
+		{"batch-interval", env("BATCH_INTERVAL"), "the shortest time (a `duration`) between two writes of events to one subscriber: the events that come within it go out together, those after a quiet spell at once; 0 for none", (*durationValue)(&c.BatchInterval)},
 		{"write-timeout", env("WRITE_TIMEOUT"), "the maximum lifetime (a `duration`) of a subscription's connection, closed after 80-100% of it; 0 for none", (*durationValue)(&c.WriteTimeout)},
 		{"dispatch-timeout", env("DISPATCH_TIMEOUT"), "how long (a `duration`) one write to a subscriber may take", (*durationValue)(&c.DispatchTimeout)},
 		{"shutdown-timeout", env("SHUTDOWN_TIMEOUT"), "how long (a `duration`) a graceful shutdown may take before connections are cut", (*durationValue)(&c.ShutdownTimeout)},
