@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -318,7 +319,10 @@ func (h *Hub) passBatch() {
 
 // encode returns the stream form of an event: what every subscriber is sent.
 func encode(ev *Event) []byte {
-	b, err := sse.Event{ID: ev.ID, Type: ev.Type, Data: ev.Data, Retry: ev.Retry}.AppendText(nil)
+	// Room for the fields as written, a "data: " prefix per line.
+	size := len("id: \nevent: \nretry: 4294967295\n\n") + len(ev.ID) + len(ev.Type) +
+		(len("data: \n"))*(1+strings.Count(ev.Data, "\n")) + len(ev.Data)
+	b, err := sse.Event{ID: ev.ID, Type: ev.Type, Data: ev.Data, Retry: ev.Retry}.AppendText(make([]byte, 0, size))
 	if err != nil {
 		// The update was validated before it reached the log, or the
 		// log holds an event no publisher could have sent.
@@ -603,8 +607,7 @@ func (h *Hub) dispatch(ev *Event) {
 	} else {
 		h.ended.reopen(ev.Topics)
 	}
-	id := ev.ID
-	h.lastID.Store(&id)
+	h.lastID.Store(&ev.ID)
 }
 
 // fellBehind handles events the log dropped before the dispatcher read

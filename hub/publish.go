@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -47,10 +48,18 @@ func (h *Hub) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	hdr := w.Header()
+	hdr["Content-Type"], hdr["X-Content-Type-Options"] = textPlain, nosniff
 	_, _ = io.WriteString(w, id)
 }
+
+// Header values of every answer to a publication, shared: set as they are,
+// the headers cost no allocation. (Their length is their capacity, so an
+// Add by a wrapping handler copies them.)
+var (
+	textPlain = []string{"text/plain; charset=utf-8"}
+	nosniff   = []string{"nosniff"}
+)
 
 func (h *Hub) canPublish(c *claims, topic string) bool {
 	for _, sel := range c.Publish {
@@ -67,7 +76,7 @@ func (h *Hub) readUpdate(w http.ResponseWriter, r *http.Request) (Update, error)
 		return Update{}, &Error{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedType,
 			Message: "the body must be application/x-www-form-urlencoded"}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodySize))
+	body, err := readBody(w, r, h.cfg.MaxBodySize)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return Update{}, &Error{Status: http.StatusRequestEntityTooLarge, Code: codeBodyTooLarge,
@@ -75,24 +84,80 @@ func (h *Hub) readUpdate(w http.ResponseWriter, r *http.Request) (Update, error)
 		}
 		return Update{}, &Error{Status: http.StatusBadRequest, Code: codeInvalidBody, Message: "reading the body failed: " + err.Error()}
 	}
-	form, err := url.ParseQuery(string(body))
+	u, retry, err := parseUpdate(string(body), h.cfg.MaxTopics)
 	if err != nil {
 		return Update{}, &Error{Status: http.StatusBadRequest, Code: codeInvalidBody, Message: "the body is not a valid form: " + err.Error()}
 	}
-	u := Update{
-		Topics:  form["topic"],
-		Data:    form.Get("data"),
-		Private: form.Has("private"),
-		ID:      form.Get("id"),
-		Type:    form.Get("type"),
-		End:     form.Has("end"),
-	}
-	if v := form.Get("retry"); v != "" {
-		ms, err := strconv.ParseUint(v, 10, 32)
+	if retry != "" {
+		ms, err := strconv.ParseUint(retry, 10, 32)
 		if err != nil {
-			return Update{}, badUpdate(codeInvalidRetry, fmt.Sprintf("retry %q is not a number of milliseconds", v))
+			return Update{}, badUpdate(codeInvalidRetry, fmt.Sprintf("retry %q is not a number of milliseconds", retry))
 		}
 		u.Retry = time.Duration(ms) * time.Millisecond
 	}
 	return u, nil
+}
+
+// readBody reads a request's body, up to max bytes: in one read of the
+// announced length when there is one.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, max)
+	if n := r.ContentLength; n >= 0 && n <= max {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(body)
+}
+
+// parseUpdate reads an update from an application/x-www-form-urlencoded
+// body as url.ParseQuery would, without building its map: topic repeats,
+// and of another field the first value counts. It keeps at most
+// maxTopics+1 topics, enough for validation to refuse too many. It returns
+// the retry field as it came.
+func parseUpdate(form string, maxTopics int) (u Update, retry string, err error) {
+	var seen [4]bool // data, id, type, retry
+	first := func(i int, dst *string, v string) {
+		if !seen[i] {
+			seen[i], *dst = true, v
+		}
+	}
+	for form != "" {
+		var pair string
+		pair, form, _ = strings.Cut(form, "&")
+		if strings.Contains(pair, ";") {
+			return Update{}, "", errors.New("invalid semicolon separator in query")
+		}
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k, err = url.QueryUnescape(k); err != nil {
+			return Update{}, "", err
+		}
+		if v, err = url.QueryUnescape(v); err != nil {
+			return Update{}, "", err
+		}
+		switch k {
+		case "topic":
+			if maxTopics <= 0 || len(u.Topics) <= maxTopics {
+				u.Topics = append(u.Topics, v)
+			}
+		case "data":
+			first(0, &u.Data, v)
+		case "id":
+			first(1, &u.ID, v)
+		case "type":
+			first(2, &u.Type, v)
+		case "retry":
+			first(3, &retry, v)
+		case "private":
+			u.Private = true
+		case "end":
+			u.End = true
+		}
+	}
+	return u, retry, nil
 }

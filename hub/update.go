@@ -139,5 +139,5 @@ func newID() string {
 		// then nothing the hub could do would be safe.
 		panic(fmt.Sprintf("hub: generate an event id: %v", err))
 	}
-	return "urn:uuid:" + id.String()
+	return id.URN()
 }
