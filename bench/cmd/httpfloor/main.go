@@ -1,0 +1,159 @@
+// Command httpfloor measures what Go's net/http costs per request before a
+// hub does anything: a server whose handler parses a publication's form and
+// answers an ID, under the load herald bench puts on a hub when it
+// publishes (keep-alive connections, each posting one request at a time).
+// It prints the requests a second and the server's CPU time per request,
+// read from /proc. The server runs in a process of its own, like a hub.
+//
+//	go run ./cmd/httpfloor -publishers 16 -requests 80000
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+func main() {
+	serve := flag.String("serve", "", "run the server on this address (used by the command itself)")
+	publishers := flag.Int("publishers", 16, "concurrent publishers, each on its own connection")
+	requests := flag.Int("requests", 80000, "requests in all")
+	rounds := flag.Int("rounds", 3, "runs, each with a fresh server; the median is printed last")
+	flag.Parse()
+	if *serve != "" {
+		server(*serve)
+		return
+	}
+	var rates, cpus []float64
+	for r := range *rounds {
+		rate, cpu, err := run(*publishers, *requests)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("round %d: %.0f requests/s, server CPU %.1f µs per request\n", r+1, rate, cpu)
+		rates, cpus = append(rates, rate), append(cpus, cpu)
+	}
+	fmt.Printf("median of %d: %.0f requests/s, server CPU %.1f µs per request\n", *rounds, median(rates), median(cpus))
+}
+
+func server(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("ready")
+	log.Fatal(http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil || r.PostForm.Get("topic") == "" {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "urn:uuid:0196a3e1-1111-7222-8333-444455556666")
+	})))
+}
+
+func run(publishers, requests int) (rate, cpuPerRequest float64, err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, 0, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(os.Args[0], "-serve", addr)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if _, err := out.Read(make([]byte, 6)); err != nil {
+		return 0, 0, fmt.Errorf("the server did not start: %w", err)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: publishers}}
+	url := "http://" + addr + "/.well-known/mercure"
+	body := "topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&data=%7B%22price%22%3A+12.5%7D"
+	cpu0, err := cpuSeconds(cmd.Process.Pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, publishers)
+	for p := range publishers {
+		n := requests / publishers
+		if p < requests%publishers {
+			n++
+		}
+		wg.Go(func() {
+			for range n {
+				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJtZXJjdXJlIjp7InB1Ymxpc2giOlsiKiJdfX0.c2lnbmF0dXJlLW5vdC1jaGVja2Vk")
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("status %d", resp.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, 0, err
+	}
+	cpu1, err := cpuSeconds(cmd.Process.Pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	return float64(requests) / elapsed.Seconds(), (cpu1 - cpu0) / float64(requests) * 1e6, nil
+}
+
+// cpuSeconds returns a process's user and system CPU time, from
+// /proc/PID/stat, in clock ticks of 10 ms.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: unreadable times", pid)
+	}
+	return (utime + stime) / 100, nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
