@@ -30,6 +30,13 @@ func QueueLen(h *Hub) int {
 	return n
 }
 
+// TimerEntries returns the number of subscribers h's timers watch.
+func TimerEntries(h *Hub) int {
+	h.timers.mu.Lock()
+	defer h.timers.mu.Unlock()
+	return len(h.timers.heap)
+}
+
 // TopicIndex is the hub's index of subscribers by selector, holding
 // stand-in subscribers: for the benchmarks of topic matching.
 type TopicIndex struct{ x *index }

@@ -407,6 +407,7 @@ func (s *subscriber) written(b batch, err error) {
 func (s *subscriber) finish(reason closeReason) {
 	h := s.h
 	h.index.remove(s)
+	h.timers.remove(s)
 	var final []byte
 	switch reason {
 	case shutdown:

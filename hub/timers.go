@@ -36,6 +36,17 @@ func (t *timers) add(s *subscriber, due time.Time) {
 	}
 }
 
+// remove stops watching s, if it is watched: a finished subscriber leaves
+// at once rather than at its next due time, up to a heartbeat interval
+// later (or a minute, without heartbeat or deadline).
+func (t *timers) remove(s *subscriber) {
+	t.mu.Lock()
+	if s.slot >= 0 && s.slot < len(t.heap) && t.heap[s.slot] == s {
+		heap.Remove(&t.heap, s.slot)
+	}
+	t.mu.Unlock()
+}
+
 // timerLoop sends heartbeats and ends connections at their deadline.
 func (h *Hub) timerLoop() {
 	defer h.bg.Done()
@@ -133,6 +144,7 @@ func (q *subscriberHeap) Push(x any) {
 func (q *subscriberHeap) Pop() any {
 	old := *q
 	s := old[len(old)-1]
+	s.slot = -1
 	old[len(old)-1] = nil
 	*q = old[:len(old)-1]
 	return s

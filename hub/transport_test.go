@@ -169,3 +169,35 @@ func TestIndependentClientResumes(t *testing.T) {
 		}
 	}
 }
+
+// A subscriber that leaves leaves the timers too, at once, not at its next
+// heartbeat: over HTTP/1.1 and HTTP/2.
+func TestLeavingFreesTimers(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, hub.Config{Heartbeat: time.Hour})
+	var streams []*stream
+	for _, http2 := range []bool{false, true} {
+		th := serveHub(t, h, httptest.NewUnstartedServer(h), http2)
+		for range 3 {
+			streams = append(streams, th.subscribe(t, q("topic", "a"), nil))
+		}
+	}
+	waitFor(t, "6 subscribers", func() bool { return hub.Subscribers(h) == 6 })
+	if n := hub.TimerEntries(h); n != 6 {
+		t.Fatalf("%d timer entries for 6 subscribers", n)
+	}
+	for _, s := range streams {
+		s.close()
+	}
+	// The HTTP/1.1 subscribers find out when a write fails, which may take
+	// two: the first gets the closed connection's reset.
+	waitFor(t, "the subscribers to leave", func() bool {
+		if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{"a"}}); err != nil {
+			t.Fatal(err)
+		}
+		return hub.Subscribers(h) == 0
+	})
+	if n := hub.TimerEntries(h); n != 0 {
+		t.Fatalf("%d timer entries once every subscriber left", n)
+	}
+}
