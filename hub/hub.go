@@ -443,8 +443,7 @@ func (h *Hub) Ready(ctx context.Context) error {
 func (h *Hub) dispatchLoop(next uint64) {
 	defer h.bg.Done()
 	r := &h.rounds
-	r.interval = int64(max(h.cfg.BatchInterval, 0))
-	r.epoch = time.Now()
+	r.interval = max(h.cfg.BatchInterval, 0)
 	var until untilDue
 	defer until.stop()
 	for {
@@ -452,13 +451,13 @@ func (h *Hub) dispatchLoop(next uint64) {
 		if len(r.ready) > 0 {
 			// Subscribers are waiting for their turn: wait for more
 			// events only until the first of them is due.
-			if wait := time.Duration(r.due() - r.now()); wait > 0 {
+			if wait := time.Until(r.due()); wait > 0 {
 				err = h.log.Wait(until.context(h.ctx, r.due(), wait), next)
 				if err != nil && h.ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 					err = nil
 				}
 			}
-			if err == nil && r.now() >= r.due() {
+			if err == nil && !time.Now().Before(r.due()) {
 				h.release(false)
 				continue
 			}
@@ -498,14 +497,14 @@ func (h *Hub) dispatchLoop(next uint64) {
 // first subscriber waiting for its turn is due: one per due time, not one
 // per event.
 type untilDue struct {
-	at     int64
+	at     time.Time
 	ctx    context.Context
 	cancel context.CancelFunc
 }
 
 // context returns a context that ends at due, wait from now.
-func (u *untilDue) context(parent context.Context, due int64, wait time.Duration) context.Context {
-	if u.ctx == nil || u.at != due {
+func (u *untilDue) context(parent context.Context, due time.Time, wait time.Duration) context.Context {
+	if u.ctx == nil || !u.at.Equal(due) {
 		u.stop()
 		u.ctx, u.cancel = context.WithTimeout(parent, wait)
 		u.at = due
@@ -533,24 +532,15 @@ const readyEvery = 16
 // one write, and after a quiet spell its first event goes at once. Only
 // the dispatcher touches it.
 type rounds struct {
-	interval int64         // BatchInterval in nanoseconds; 0: no pacing
-	epoch    time.Time     // the origin of now
-	last     int64         // when the last round went (now's units); 0: never
+	interval time.Duration // BatchInterval; 0: no pacing
+	last     time.Time     // when the last round went; zero: never
 	ready    []*subscriber // woken by offers, not yet scheduled
 	checked  int           // ready[:checked] are waiting for the next round
 	pool     []*subscriber // scratch: the pool workers' share of a release
 }
 
-// now returns the time since the epoch, never zero.
-func (r *rounds) now() int64 { return int64(time.Since(r.epoch)) + 1 }
-
 // due returns when the next round may go.
-func (r *rounds) due() int64 {
-	if r.last == 0 {
-		return 0
-	}
-	return r.last + r.interval
-}
+func (r *rounds) due() time.Time { return r.last.Add(r.interval) }
 
 // release schedules the woken subscribers whose turn has come: every one
 // when a round is due, or with all; otherwise the quiet ones. The others
@@ -560,8 +550,8 @@ func (h *Hub) release(all bool) {
 	if len(r.ready) == 0 {
 		return
 	}
-	now := r.now()
-	round := all || now >= r.due()
+	now := time.Now()
+	round := all || !now.Before(r.due())
 	start := 0
 	if !round {
 		if r.checked == len(r.ready) {
@@ -569,10 +559,10 @@ func (h *Hub) release(all bool) {
 		}
 		start = r.checked
 	}
-	wall := time.Now().UnixNano()
+	quietSince := now.Add(-r.interval).UnixNano()
 	keep, pool := r.ready[:start], r.pool[:0]
 	for _, s := range r.ready[start:] {
-		if !round && wall-s.lastEvents.Load() < r.interval {
+		if !round && s.lastEvents.Load() > quietSince {
 			keep = append(keep, s)
 			continue
 		}
