@@ -13,8 +13,8 @@ import (
 // every Linux this tool runs on (sysconf(_SC_CLK_TCK)).
 const clockTick = 10 * time.Millisecond
 
-// procCPU returns the CPU time (user and system) the process pid has used.
-func procCPU(pid int) (time.Duration, error) {
+// ProcCPU returns the CPU time (user and system) the process pid has used.
+func ProcCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -68,7 +68,7 @@ func selfCPU() time.Duration {
 func hubCPU(pids []int) (time.Duration, error) {
 	var total time.Duration
 	for _, pid := range pids {
-		d, err := procCPU(pid)
+		d, err := ProcCPU(pid)
 		if err != nil {
 			return 0, err
 		}

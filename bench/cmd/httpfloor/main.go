@@ -18,10 +18,11 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/herald-sse/herald/internal/bench"
 )
 
 func main() {
@@ -85,7 +86,7 @@ func run(publishers, requests int) (rate, cpuPerRequest float64, err error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: publishers}}
 	url := "http://" + addr + "/.well-known/mercure"
 	body := "topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&data=%7B%22price%22%3A+12.5%7D"
-	cpu0, err := cpuSeconds(cmd.Process.Pid)
+	cpu0, err := bench.ProcCPU(cmd.Process.Pid)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -122,31 +123,11 @@ func run(publishers, requests int) (rate, cpuPerRequest float64, err error) {
 	if err := <-errs; err != nil {
 		return 0, 0, err
 	}
-	cpu1, err := cpuSeconds(cmd.Process.Pid)
+	cpu1, err := bench.ProcCPU(cmd.Process.Pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	return float64(requests) / elapsed.Seconds(), (cpu1 - cpu0) / float64(requests) * 1e6, nil
-}
-
-// cpuSeconds returns a process's user and system CPU time, from
-// /proc/PID/stat, in clock ticks of 10 ms.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	utime, err1 := strconv.ParseFloat(f[11], 64)
-	stime, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: unreadable times", pid)
-	}
-	return (utime + stime) / 100, nil
+	return float64(requests) / elapsed.Seconds(), (cpu1 - cpu0).Seconds() / float64(requests) * 1e6, nil
 }
 
 func median(xs []float64) float64 {
