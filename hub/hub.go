@@ -89,6 +89,14 @@ type Config struct {
 	// Zero means DefaultBatchInterval; negative means none, a write for
 	// each batch read from the log.
 	BatchInterval time.Duration
+	// MaxBatchInterval is the longest the interval stretches to under
+	// sustained load. When, between two rounds, many subscribers get
+	// events faster than BatchInterval apart, the hub doubles the interval,
+	// up to this, so that each write carries more of them; when the load
+	// falls it halves it again, down to BatchInterval. Zero means four
+	// times BatchInterval; a value not above BatchInterval keeps the
+	// interval fixed.
+	MaxBatchInterval time.Duration
 	// MaxLifetime bounds a subscription's connection. Zero means
 	// DefaultMaxLifetime; negative means no bound but the token's expiry.
 	MaxLifetime time.Duration
@@ -121,6 +129,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BatchInterval == 0 {
 		c.BatchInterval = DefaultBatchInterval
+	}
+	if c.MaxBatchInterval == 0 {
+		c.MaxBatchInterval = 4 * c.BatchInterval
 	}
 	if c.MaxLifetime == 0 {
 		c.MaxLifetime = DefaultMaxLifetime
@@ -444,6 +455,7 @@ func (h *Hub) dispatchLoop(next uint64) {
 	defer h.bg.Done()
 	r := &h.rounds
 	r.interval = max(h.cfg.BatchInterval, 0)
+	r.base, r.max = r.interval, max(h.cfg.MaxBatchInterval, r.interval)
 	var until untilDue
 	defer until.stop()
 	for {
@@ -532,8 +544,12 @@ const readyEvery = 16
 // one write, and after a quiet spell its first event goes at once. Only
 // the dispatcher touches it.
 type rounds struct {
-	interval time.Duration // BatchInterval; 0: no pacing
+	interval time.Duration // the current interval, in [base, max]; 0: no pacing
+	base     time.Duration // BatchInterval
+	max      time.Duration // MaxBatchInterval
 	last     time.Time     // when the last round went; zero: never
+	offers   int           // events offered to subscribers since the last round
+	wakes    int           // subscribers woken by them since the last round
 	ready    []*subscriber // woken by offers, not yet scheduled
 	checked  int           // ready[:checked] are waiting for the next round
 	pool     []*subscriber // scratch: the pool workers' share of a release
@@ -575,6 +591,7 @@ func (h *Hub) release(all bool) {
 	if round {
 		// A round starts the interval, whether it sends subscribers that
 		// waited for it or the first event after a quiet spell.
+		r.adapt(now)
 		r.last = now
 	}
 	clear(r.ready[len(keep):])
@@ -584,12 +601,57 @@ func (h *Hub) release(all bool) {
 	r.pool = pool[:0]
 }
 
+// Stretching the interval under sustained load (see rounds.adapt).
+const (
+	// stretchWrites is the fewest subscribers woken between two rounds
+	// for the interval to stretch: below it, the writes a longer interval
+	// saves cost less than the latency it adds.
+	stretchWrites = 64
+	// stretchEvents and shrinkEvents bound the events a write would carry
+	// at the base interval: from stretchEvents on the interval doubles,
+	// below shrinkEvents it halves. The gap between them keeps it from
+	// swinging back and forth under a steady load.
+	stretchEvents = 4
+	shrinkEvents  = 2
+)
+
+// adapt sets the interval of the round starting now from the load since
+// the last one. Each subscriber woken in the window got offers/wakes
+// events in one write; scaled to the base interval, that says how busy
+// subscribers are whatever the current interval. When writes would carry
+// several events each even at the base interval, and to many subscribers,
+// the hub is under sustained load: a longer interval then puts more events
+// in each write, which cuts the hub's CPU time per delivery (writes cost
+// the same whatever they carry), and adds little to latencies that
+// queueing already sets. When the load falls, the interval comes back.
+func (r *rounds) adapt(now time.Time) {
+	offers, wakes := r.offers, r.wakes
+	r.offers, r.wakes = 0, 0
+	if r.max <= r.base || r.last.IsZero() || wakes == 0 {
+		return
+	}
+	// events per write at the base interval: offers/wakes × base/window
+	perWrite := float64(offers) * float64(r.base) / (float64(wakes) * float64(now.Sub(r.last)))
+	switch {
+	case wakes >= stretchWrites && perWrite >= stretchEvents:
+		r.interval = min(2*r.interval, r.max)
+	case wakes < stretchWrites/2 || perWrite < shrinkEvents:
+		r.interval = max(r.interval/2, r.base)
+	}
+}
+
 // dispatch offers one event to every subscriber that wants it.
 func (h *Hub) dispatch(ev *Event) {
 	h.cur.Store(ev.Pos)
+	r := &h.rounds
 	h.index.each(ev.Topics, func(s *subscriber) {
-		if (!ev.Private || s.authorized(ev.Topics)) && s.offer(ev) {
-			h.rounds.ready = append(h.rounds.ready, s)
+		if ev.Private && !s.authorized(ev.Topics) {
+			return
+		}
+		r.offers++
+		if s.offer(ev) {
+			r.wakes++
+			r.ready = append(r.ready, s)
 		}
 	})
 	if ev.End {

@@ -338,6 +338,74 @@ func TestBatchIntervalPerSubscriber(t *testing.T) {
 	})
 }
 
+// Under sustained load to many subscribers the interval doubles up to
+// MaxBatchInterval, and comes back when the load falls; with few
+// subscribers, or a fixed interval, it stays.
+func TestBatchIntervalStretches(t *testing.T) {
+	ms := func(ds ...int) []time.Duration {
+		var out []time.Duration
+		for _, d := range ds {
+			out = append(out, time.Duration(d)*time.Millisecond)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name        string
+		max         time.Duration
+		subscribers int
+		busy, after []time.Duration // when writes arrive while busy, and after
+	}{
+		// Rounds at 10 ms, then 20, then 40. After the load, the first
+		// event of a quiet spell goes at once and halves the interval to
+		// 20 ms, so the next waits for its round; the round halves it to
+		// 10 ms, and events 17 ms apart go at once again.
+		{"stretches", 40 * time.Millisecond, 100, ms(0, 10, 30, 70, 110, 150, 190, 230), ms(500, 520, 534, 551, 568)},
+		{"fixed", 10 * time.Millisecond, 100, ms(0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180, 190, 200), ms(500, 517, 534, 551, 568)},
+		{"few subscribers", 40 * time.Millisecond, 10, ms(0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180, 190, 200), ms(500, 517, 534, 551, 568)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h, c := bubbleHub(t, hub.Config{BatchInterval: 10 * time.Millisecond, MaxBatchInterval: tc.max, Heartbeat: -1, MaxLifetime: -1})
+				var ws []*watch
+				for range tc.subscribers {
+					ws = append(ws, watchStream(t, c, q("topic", "a"), nil))
+				}
+				synctest.Wait()
+				start := time.Now()
+				publish := func(at time.Duration) {
+					time.Sleep(time.Until(start.Add(at)))
+					if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{"a"}, Data: fmt.Sprint(at)}); err != nil {
+						t.Fatal(err)
+					}
+					synctest.Wait()
+				}
+				// One event a millisecond for 200 ms, then one every 17 ms.
+				events := 0
+				for at := range 200 {
+					publish(time.Duration(at) * time.Millisecond)
+					events++
+				}
+				for _, at := range ms(500, 517, 534, 551, 568) {
+					publish(at)
+					events++
+				}
+				time.Sleep(time.Second)
+				synctest.Wait()
+				want := append(slices.Clone(tc.busy), tc.after...)
+				for _, w := range ws {
+					got, at := w.arrivals(start)
+					if len(got) != events {
+						t.Fatalf("%d events, want %d", len(got), events)
+					}
+					if writes := slices.Compact(at); !equalDurations(writes, want) {
+						t.Fatalf("writes at %v, want at %v", writes, want)
+					}
+				}
+			})
+		})
+	}
+}
+
 // arrivals returns the events received and when, counted from start.
 func (w *watch) arrivals(start time.Time) (events []string, at []time.Duration) {
 	w.mu.Lock()

@@ -191,20 +191,21 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 		anonymous = *cfg.Anonymous
 	}
 	hc := hub.Config{
-		PublisherKey:    pk,
-		SubscriberKey:   sk,
-		Anonymous:       anonymous,
-		CookieName:      cfg.CookieName,
-		PublishOrigins:  cfg.PublishOrigins,
-		CORSOrigins:     cfg.CORSOrigins,
-		Subscriptions:   cfg.Subscriptions,
-		Heartbeat:       orNone(cfg.Heartbeat),
-		BatchInterval:   orNone(cfg.BatchInterval),
-		MaxLifetime:     orNone(cfg.WriteTimeout),
-		DispatchTimeout: cfg.DispatchTimeout,
-		MaxBodySize:     cfg.MaxBodySize,
-		MaxTopics:       cfg.MaxTopics,
-		Logger:          logger,
+		PublisherKey:     pk,
+		SubscriberKey:    sk,
+		Anonymous:        anonymous,
+		CookieName:       cfg.CookieName,
+		PublishOrigins:   cfg.PublishOrigins,
+		CORSOrigins:      cfg.CORSOrigins,
+		Subscriptions:    cfg.Subscriptions,
+		Heartbeat:        orNone(cfg.Heartbeat),
+		BatchInterval:    orNone(cfg.BatchInterval),
+		MaxBatchInterval: cfg.MaxBatchInterval,
+		MaxLifetime:      orNone(cfg.WriteTimeout),
+		DispatchTimeout:  cfg.DispatchTimeout,
+		MaxBodySize:      cfg.MaxBodySize,
+		MaxTopics:        cfg.MaxTopics,
+		Logger:           logger,
 	}
 	return hc, dev, nil
 }

@@ -31,11 +31,13 @@ type Config struct {
 	CookieName     string
 	Subscriptions  bool
 
-	Heartbeat       time.Duration
-	BatchInterval   time.Duration
-	WriteTimeout    time.Duration
-	DispatchTimeout time.Duration
-	ShutdownTimeout time.Duration
+	Heartbeat     time.Duration
+	BatchInterval time.Duration
+	// MaxBatchInterval zero means four times BatchInterval.
+	MaxBatchInterval time.Duration
+	WriteTimeout     time.Duration
+	DispatchTimeout  time.Duration
+	ShutdownTimeout  time.Duration
 
 	Store         string
 	DataDir       string
@@ -79,6 +81,7 @@ func (c *Config) options() []option {
 		{"subscriptions", env("SUBSCRIPTIONS"), "enable the subscriptions API and subscription events", (*boolValue)(&c.Subscriptions)},
 		{"heartbeat", env("HEARTBEAT"), "the silence (a `duration`) after which a subscriber gets a comment; 0 for none", (*durationValue)(&c.Heartbeat)},
 		{"batch-interval", env("BATCH_INTERVAL"), "the shortest time (a `duration`) between two writes of events to one subscriber: the events that come within it go out together, those after a quiet spell at once; 0 for none", (*durationValue)(&c.BatchInterval)},
+		{"max-batch-interval", env("MAX_BATCH_INTERVAL"), "the longest (a `duration`) the batch interval stretches to while many subscribers get events faster than it; by default 4 × batch-interval, and batch-interval itself keeps the interval fixed", (*durationValue)(&c.MaxBatchInterval)},
 		{"write-timeout", env("WRITE_TIMEOUT"), "the maximum lifetime (a `duration`) of a subscription's connection, closed after 80-100% of it; 0 for none", (*durationValue)(&c.WriteTimeout)},
 		{"dispatch-timeout", env("DISPATCH_TIMEOUT"), "how long (a `duration`) one write to a subscriber may take", (*durationValue)(&c.DispatchTimeout)},
 		{"shutdown-timeout", env("SHUTDOWN_TIMEOUT"), "how long (a `duration`) a graceful shutdown may take before connections are cut", (*durationValue)(&c.ShutdownTimeout)},
@@ -177,7 +180,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		d    time.Duration
-	}{{"heartbeat", c.Heartbeat}, {"batch-interval", c.BatchInterval}, {"write-timeout", c.WriteTimeout}, {"history-max-age", c.HistoryMaxAge}, {"shutdown-timeout", c.ShutdownTimeout}} {
+	}{{"heartbeat", c.Heartbeat}, {"batch-interval", c.BatchInterval}, {"max-batch-interval", c.MaxBatchInterval}, {"write-timeout", c.WriteTimeout}, {"history-max-age", c.HistoryMaxAge}, {"shutdown-timeout", c.ShutdownTimeout}} {
 		if d.d < 0 {
 			errs = append(errs, fmt.Errorf("%s: %v is negative", d.name, d.d))
 		}

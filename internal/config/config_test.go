@@ -80,6 +80,7 @@ func TestInvalid(t *testing.T) {
 		{"bad duration flag", []string{"-heartbeat", "soon"}, nil, "heartbeat"},
 		{"unknown store", []string{"-store", "floppy"}, nil, "store"},
 		{"negative heartbeat", []string{"-heartbeat", "-1s"}, nil, "heartbeat"},
+		{"negative max batch interval", []string{"-max-batch-interval", "-1ms"}, nil, "max-batch-interval"},
 		{"negative history", []string{"-history-size", "-1"}, nil, "history-size"},
 		{"no data dir", []string{"-data-dir", ""}, nil, "data-dir"},
 		{"half of TLS", []string{"-tls-cert", "c.pem"}, nil, "tls"},
