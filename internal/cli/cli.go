@@ -58,6 +58,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the hub", runServe},
+		{"check-config", "check the configuration of serve without starting the hub", runCheckConfig},
 		{"subscribe", "print the events of a hub's topics, or of any event stream", runSubscribe},
 		{"publish", "publish an update to a hub", runPublish},
 		{"token", "sign a JSON Web Token for a hub", runToken},

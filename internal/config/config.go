@@ -70,9 +70,9 @@ type option struct {
 func (c *Config) options() []option {
 	return []option{
 		{"addr", env("ADDR"), "the `address` to listen on (host:port)", (*strValue)(&c.Addr)},
-		{"publisher-jwt-key", env("PUBLISHER_JWT_KEY", "MERCURE_PUBLISHER_JWT_KEY"), "the `key` that verifies publishers' tokens: a secret for HS*, a PEM public key otherwise", (*strValue)(&c.PublisherJWTKey)},
+		{"publisher-jwt-key", env("PUBLISHER_JWT_KEY", "MERCURE_PUBLISHER_JWT_KEY"), "the `key` that verifies publishers' tokens: a secret for HS*, a PEM public key otherwise", (*secretValue)(&c.PublisherJWTKey)},
 		{"publisher-jwt-alg", env("PUBLISHER_JWT_ALG", "MERCURE_PUBLISHER_JWT_ALG"), "the publishers' signing `algorithm` (HS256, HS384, HS512, RS*, PS*, ES*, EdDSA)", (*strValue)(&c.PublisherJWTAlg)},
-		{"subscriber-jwt-key", env("SUBSCRIBER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY"), "the `key` that verifies subscribers' tokens (default: the publisher key)", (*strValue)(&c.SubscriberJWTKey)},
+		{"subscriber-jwt-key", env("SUBSCRIBER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY"), "the `key` that verifies subscribers' tokens (default: the publisher key)", (*secretValue)(&c.SubscriberJWTKey)},
 		{"subscriber-jwt-alg", env("SUBSCRIBER_JWT_ALG", "MERCURE_SUBSCRIBER_JWT_ALG"), "the subscribers' signing `algorithm` (default: the publishers')", (*strValue)(&c.SubscriberJWTAlg)},
 		{"anonymous", env("ANONYMOUS"), "allow subscribers without a token (default: only when no key is configured)", &boolPtrValue{&c.Anonymous}},
 		{"cors-origins", env("CORS_ORIGINS"), "`origins` allowed to make cross-origin requests, separated by spaces or commas; * for any", (*listValue)(&c.CORSOrigins)},
@@ -129,31 +129,76 @@ func Default() Config {
 // os.LookupEnv) to the options no flag set, checks the result and returns
 // it.
 func Flags(fs *flag.FlagSet) (load func(lookup func(string) (string, bool)) (Config, error)) {
+	l := Register(fs)
+	return func(lookup func(string) (string, bool)) (Config, error) {
+		c, _, err := l.Load(lookup)
+		return c, err
+	}
+}
+
+// Loader fills a Config from a flag set and the environment, and can say
+// where each value came from.
+type Loader struct {
+	fs   *flag.FlagSet
+	c    *Config
+	opts []option
+}
+
+// Register registers the options on fs.
+func Register(fs *flag.FlagSet) *Loader {
 	c := Default()
-	opts := c.options()
-	for _, o := range opts {
+	l := &Loader{fs: fs, c: &c, opts: c.options()}
+	for _, o := range l.opts {
 		fs.Var(o.value, o.flag, fmt.Sprintf("%s (env %s)", o.usage, strings.Join(o.env, ", ")))
 	}
-	return func(lookup func(string) (string, bool)) (Config, error) {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for _, o := range opts {
-			if set[o.flag] {
-				continue
-			}
+	return l
+}
+
+// Setting is one option as loaded.
+type Setting struct {
+	Flag string
+	// Value is the value as the flag would take it; a secret shows only
+	// its length.
+	Value string
+	// Source is "flag -name", "environment NAME" or "default".
+	Source string
+}
+
+// Load applies the environment to the options no flag set, once fs has
+// parsed the command line, and checks the result. It returns the
+// configuration, every option with its source, and every problem found.
+// A variable that does not parse is a problem, and leaves its option as it
+// was.
+func (l *Loader) Load(lookup func(string) (string, bool)) (Config, []Setting, error) {
+	set := map[string]bool{}
+	l.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	settings := make([]Setting, 0, len(l.opts))
+	for _, o := range l.opts {
+		source := "default"
+		if set[o.flag] {
+			source = "flag -" + o.flag
+		} else {
 			for _, name := range o.env {
 				v, ok := lookup(name)
 				if !ok {
 					continue
 				}
 				if err := o.value.Set(v); err != nil {
-					return Config{}, fmt.Errorf("environment variable %s: %w", name, err)
+					errs = append(errs, fmt.Errorf("environment variable %s: %w", name, err))
+				} else {
+					source = "environment " + name
 				}
 				break
 			}
 		}
-		return c, c.Validate()
+		value := o.value.String()
+		if _, secret := o.value.(*secretValue); secret && value != "" {
+			value = fmt.Sprintf("(%d bytes, hidden)", len(value))
+		}
+		settings = append(settings, Setting{Flag: o.flag, Value: value, Source: source})
 	}
+	return *l.c, settings, errors.Join(append(errs, l.c.Validate())...)
 }
 
 // Validate checks the values, and the ones that only make sense together.
@@ -208,13 +253,22 @@ type strValue string
 func (v *strValue) String() string     { return string(*v) }
 func (v *strValue) Set(s string) error { *v = strValue(s); return nil }
 
+// secretValue is a string that Setting does not show.
+type secretValue string
+
+func (v *secretValue) String() string     { return string(*v) }
+func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
+
 type boolValue bool
 
 func (v *boolValue) String() string { return strconv.FormatBool(bool(*v)) }
 func (v *boolValue) Set(s string) error {
 	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
 	*v = boolValue(b)
-	return err
+	return nil
 }
 func (v *boolValue) IsBoolFlag() bool { return true }
 
@@ -228,8 +282,11 @@ func (v *boolPtrValue) String() string {
 }
 func (v *boolPtrValue) Set(s string) error {
 	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
 	*v.p = &b
-	return err
+	return nil
 }
 func (v *boolPtrValue) IsBoolFlag() bool { return true }
 
@@ -238,8 +295,11 @@ type intValue int
 func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
 func (v *intValue) Set(s string) error {
 	n, err := strconv.Atoi(s)
+	if err != nil {
+		return err
+	}
 	*v = intValue(n)
-	return err
+	return nil
 }
 
 type int64Value int64
@@ -247,8 +307,11 @@ type int64Value int64
 func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
 func (v *int64Value) Set(s string) error {
 	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return err
+	}
 	*v = int64Value(n)
-	return err
+	return nil
 }
 
 type durationValue time.Duration
@@ -256,8 +319,11 @@ type durationValue time.Duration
 func (v *durationValue) String() string { return time.Duration(*v).String() }
 func (v *durationValue) Set(s string) error {
 	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
 	*v = durationValue(d)
-	return err
+	return nil
 }
 
 // listValue takes origins separated by spaces or commas.

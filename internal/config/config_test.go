@@ -120,3 +120,51 @@ func TestDocumented(t *testing.T) {
 		}
 	})
 }
+
+// Load says where each value came from, hides the keys, and reports every
+// variable that does not parse, leaving its option as it was.
+func TestSettings(t *testing.T) {
+	t.Parallel()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	l := config.Register(fs)
+	if err := fs.Parse([]string{"-heartbeat", "7s", "-store", "memory"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"HERALD_HEARTBEAT":          "1s", // the flag wins
+		"MERCURE_PUBLISHER_JWT_KEY": "a secret of 24 bytes....",
+		"HERALD_MAX_TOPICS":         "many",
+		"HERALD_MAX_BODY_SIZE":      "-1",
+		"HERALD_WRITE_TIMEOUT":      "1m",
+	}
+	c, settings, err := l.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err == nil || !strings.Contains(err.Error(), "HERALD_MAX_TOPICS") || !strings.Contains(err.Error(), "max-body-size") {
+		t.Errorf("error %v, want HERALD_MAX_TOPICS's and max-body-size's", err)
+	}
+	if c.MaxTopics != config.Default().MaxTopics || c.WriteTimeout != time.Minute {
+		t.Errorf("max topics %d, write timeout %v", c.MaxTopics, c.WriteTimeout)
+	}
+	got := map[string]config.Setting{}
+	for _, s := range settings {
+		got[s.Flag] = s
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := got[f.Name]; !ok {
+			t.Errorf("no setting for -%s", f.Name)
+		}
+	})
+	for _, want := range []config.Setting{
+		{"heartbeat", "7s", "flag -heartbeat"},
+		{"store", "memory", "flag -store"},
+		{"write-timeout", "1m0s", "environment HERALD_WRITE_TIMEOUT"},
+		{"publisher-jwt-key", "(24 bytes, hidden)", "environment MERCURE_PUBLISHER_JWT_KEY"},
+		{"max-topics", "1000", "default"},
+		{"addr", ":8080", "default"},
+		{"subscriber-jwt-key", "", "default"},
+	} {
+		if got[want.Flag] != want {
+			t.Errorf("%+v, want %+v", got[want.Flag], want)
+		}
+	}
+}

@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"cmp"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/herald-sse/herald/internal/config"
+)
+
+// runCheckConfig loads the configuration "herald serve" would run with,
+// from the same flags and environment, and checks it as far as it can
+// without starting the hub: the values, the keys, the certificate, the
+// addresses and the data directory. It prints every option with where its
+// value came from, then the warnings and problems; any problem fails it.
+func runCheckConfig(e *env, args []string) error {
+	fs := newFlags(e, "check-config", "[serve flags]")
+	loader := config.Register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments: %q", fs.Args())
+	}
+	cfg, settings, err := loader.Load(e.lookupEnv)
+	c := &checks{now: time.Now()}
+	c.problem(err)
+	c.keys(cfg)
+	c.tls(cfg)
+	c.addr("addr", cfg.Addr)
+	if cfg.PprofAddr != "" {
+		c.addr("pprof-addr", cfg.PprofAddr)
+		if cfg.PprofAddr == cfg.Addr {
+			c.problemf("pprof-addr: %s is also addr; give the profiling endpoints an address of their own", cfg.Addr)
+		}
+	}
+	c.dataDir(cfg)
+
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	for _, s := range settings {
+		value := s.Value
+		if value == "" {
+			value = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Flag, value, s.Source)
+	}
+	_ = tw.Flush()
+	for _, w := range c.warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
+	}
+	for _, p := range c.problems {
+		fmt.Fprintf(e.stderr, "problem: %s\n", p)
+	}
+	switch n := len(c.problems); n {
+	case 0:
+		fmt.Fprintln(e.stdout, "\nThe configuration is valid: herald serve would start with it.")
+		return nil
+	case 1:
+		return errors.New("1 problem; herald serve would not start")
+	default:
+		return fmt.Errorf("%d problems; herald serve would not start", n)
+	}
+}
+
+// checks gathers what check-config finds.
+type checks struct {
+	now      time.Time
+	warnings []string
+	problems []string
+}
+
+// problem records err, one problem per joined error.
+func (c *checks) problem(err error) {
+	if err == nil {
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			c.problem(e)
+		}
+		return
+	}
+	c.problems = append(c.problems, err.Error())
+}
+
+func (c *checks) problemf(format string, args ...any) {
+	c.problems = append(c.problems, fmt.Sprintf(format, args...))
+}
+
+func (c *checks) warnf(format string, args ...any) {
+	c.warnings = append(c.warnings, fmt.Sprintf(format, args...))
+}
+
+// keys builds the hub's keys as serve would, and says what a missing or
+// short key means.
+func (c *checks) keys(cfg config.Config) {
+	_, dev, err := hubConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c.problem(err)
+	if dev != nil {
+		c.warnf("no publisher-jwt-key: herald serve would make up a random key at each start and allow anonymous subscribers, a development setup")
+	}
+	for _, k := range []struct{ name, key, alg string }{
+		{"publisher-jwt-key", cfg.PublisherJWTKey, cfg.PublisherJWTAlg},
+		{"subscriber-jwt-key", cfg.SubscriberJWTKey, cmp.Or(cfg.SubscriberJWTAlg, cfg.PublisherJWTAlg)},
+	} {
+		if k.key == "" || !strings.HasPrefix(k.alg, "HS") {
+			continue
+		}
+		// RFC 7518, section 3.2: a key of the same size as the hash output
+		// or larger.
+		bits, _ := strconv.Atoi(k.alg[2:])
+		if len(k.key)*8 < bits {
+			c.warnf("%s: %d bytes is short for %s, which wants at least %d (RFC 7518, section 3.2)", k.name, len(k.key), k.alg, bits/8)
+		}
+	}
+}
+
+// tls loads the certificate and its key, and looks at their dates.
+func (c *checks) tls(cfg config.Config) {
+	if cfg.TLSCert == "" || cfg.TLSKey == "" {
+		return
+	}
+	pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		c.problemf("tls-cert and tls-key: %v", err)
+		return
+	}
+	leaf := pair.Leaf
+	switch {
+	case leaf == nil:
+	case c.now.After(leaf.NotAfter):
+		c.problemf("tls-cert: %s expired on %s", cfg.TLSCert, leaf.NotAfter.UTC().Format(time.DateTime))
+	case c.now.Before(leaf.NotBefore):
+		c.problemf("tls-cert: %s is not valid before %s", cfg.TLSCert, leaf.NotBefore.UTC().Format(time.DateTime))
+	case leaf.NotAfter.Sub(c.now) < 14*24*time.Hour:
+		c.warnf("tls-cert: %s expires on %s, in less than 14 days", cfg.TLSCert, leaf.NotAfter.UTC().Format(time.DateTime))
+	}
+}
+
+// addr checks that serve could listen on an address: its form, its host,
+// and whether something listens there now (a warning only, since the
+// hub that is to be replaced may be what listens).
+func (c *checks) addr(name, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		c.problemf("%s: %v (want host:port, such as :8080 or 127.0.0.1:8080)", name, err)
+		return
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		c.problemf("%s: port %q: %v", name, port, err)
+		return
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		if _, err := net.LookupHost(host); err != nil {
+			c.problemf("%s: host %q: %v", name, host, err)
+			return
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		c.warnf("%s: herald serve could not listen on %s now: %v", name, addr, err)
+		return
+	}
+	_ = ln.Close()
+}
+
+// dataDir checks that the store's directory is a directory that serve
+// can write to, or that it can be created, and that the history there is
+// of the store configured.
+func (c *checks) dataDir(cfg config.Config) {
+	if cfg.Store != "pebble" && cfg.Store != "bolt" || cfg.DataDir == "" {
+		return
+	}
+	dir := cfg.DataDir
+	for {
+		fi, err := os.Stat(dir)
+		switch {
+		case err == nil && !fi.IsDir():
+			c.problemf("data-dir: %s is not a directory", dir)
+			return
+		case err == nil:
+			if f, err := os.CreateTemp(dir, ".herald-check-*"); err != nil {
+				c.problemf("data-dir: cannot write in %s: %v", dir, err)
+			} else {
+				_ = f.Close()
+				_ = os.Remove(f.Name())
+			}
+			if dir == cfg.DataDir {
+				c.otherStore(cfg)
+			}
+			return
+		case !errors.Is(err, os.ErrNotExist):
+			c.problemf("data-dir: %v", err)
+			return
+		}
+		// Missing: serve creates it, in the nearest directory that exists.
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			c.problemf("data-dir: %s does not exist", cfg.DataDir)
+			return
+		}
+		dir = parent
+	}
+}
+
+// otherStore warns of a history kept by the store not configured, which
+// the configured one would not read.
+func (c *checks) otherStore(cfg config.Config) {
+	other, name := "history.db", "bolt"
+	if cfg.Store == "bolt" {
+		other, name = "history", "pebble"
+	}
+	path := filepath.Join(cfg.DataDir, other)
+	if _, err := os.Stat(path); err == nil {
+		c.warnf("data-dir: %s holds a %s history, which store %s does not read: the hub would start from an empty history", path, name, cfg.Store)
+	}
+}

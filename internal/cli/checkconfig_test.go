@@ -1,0 +1,232 @@
+package cli_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-sse/herald/internal/cli"
+)
+
+// writeCert writes a self-signed certificate valid from notBefore to
+// notAfter, and its key, and returns their paths.
+func writeCert(t *testing.T, notBefore, notAfter time.Time) (cert, key string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+	}, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}}, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+func TestCheckConfigValid(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"HERALD_PUBLISHER_JWT_KEY": testKey, "HERALD_HEARTBEAT": "5s"}
+	dir := filepath.Join(t.TempDir(), "not", "yet")
+	code, stdout, stderr := cmd(t, env, "", "check-config", "-addr", "127.0.0.1:0", "-data-dir", dir, "-batch-interval", "10ms")
+	if code != cli.ExitOK || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	for _, line := range []string{
+		`heartbeat +5s +environment HERALD_HEARTBEAT`,
+		`batch-interval +10ms +flag -batch-interval`,
+		`dispatch-timeout +5s +default`,
+		`publisher-jwt-key +\(41 bytes, hidden\) +environment HERALD_PUBLISHER_JWT_KEY`,
+		`The configuration is valid`,
+	} {
+		if !regexp.MustCompile(`(?m)^` + line).MatchString(stdout) {
+			t.Errorf("no line %q in:\n%s", line, stdout)
+		}
+	}
+	if strings.Contains(stdout, testKey) {
+		t.Error("the key is shown")
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Error("check-config created the data directory")
+	}
+}
+
+func TestCheckConfigFindings(t *testing.T) {
+	t.Parallel()
+	validCert, validKey := writeCert(t, time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+	expiredCert, expiredKey := writeCert(t, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+	soonCert, soonKey := writeCert(t, time.Now().Add(-time.Hour), time.Now().Add(72*time.Hour))
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	boltDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(boltDir, "history.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = busy.Close() })
+
+	key := []string{"-publisher-jwt-key", testKey}
+	for _, tc := range []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		code     int
+		problems []string // substrings, one per expected "problem:" line
+		warnings []string // substrings, one per expected "warning:" line
+	}{
+		{
+			name: "a certificate",
+			args: append([]string{"-store", "memory", "-addr", "127.0.0.1:0", "-tls-cert", validCert, "-tls-key", validKey}, key...),
+			code: cli.ExitOK,
+		},
+		{
+			name:     "the development setup",
+			args:     []string{"-store", "memory", "-addr", "127.0.0.1:0"},
+			code:     cli.ExitOK,
+			warnings: []string{"no publisher-jwt-key"},
+		},
+		{
+			name:     "short secrets",
+			args:     []string{"-store", "memory", "-addr", "127.0.0.1:0", "-publisher-jwt-key", "short", "-subscriber-jwt-key", "also short", "-subscriber-jwt-alg", "HS512"},
+			code:     cli.ExitOK,
+			warnings: []string{"publisher-jwt-key: 5 bytes is short for HS256, which wants at least 32", "subscriber-jwt-key: 10 bytes is short for HS512, which wants at least 64"},
+		},
+		{
+			name:     "an address in use",
+			args:     append([]string{"-store", "memory", "-addr", busy.Addr().String()}, key...),
+			code:     cli.ExitOK,
+			warnings: []string{"could not listen on " + busy.Addr().String()},
+		},
+		{
+			name:     "a certificate about to expire",
+			args:     append([]string{"-store", "memory", "-addr", "127.0.0.1:0", "-tls-cert", soonCert, "-tls-key", soonKey}, key...),
+			code:     cli.ExitOK,
+			warnings: []string{"in less than 14 days"},
+		},
+		{
+			name:     "a history of the other store",
+			args:     append([]string{"-store", "pebble", "-data-dir", boltDir, "-addr", "127.0.0.1:0"}, key...),
+			code:     cli.ExitOK,
+			warnings: []string{"holds a bolt history, which store pebble does not read"},
+		},
+		{
+			name: "every problem at once",
+			env:  map[string]string{"HERALD_HEARTBEAT": "soon", "HERALD_PUBLISHER_JWT_ALG": "RS256"},
+			args: append([]string{"-store", "floppy", "-history-size", "-3", "-addr", "localhost:99999", "-tls-cert", expiredCert, "-tls-key", expiredKey}, key...),
+			code: cli.ExitFailure,
+			problems: []string{
+				`HERALD_HEARTBEAT: time: invalid duration "soon"`,
+				`store: "floppy" is not one of`,
+				"history-size: -3 is negative",
+				"publisher key: ",
+				"tls-cert: " + expiredCert + " expired on ",
+				`addr: port "99999"`,
+			},
+		},
+		{
+			name:     "a certificate with another's key",
+			args:     append([]string{"-store", "memory", "-addr", "127.0.0.1:0", "-tls-cert", validCert, "-tls-key", soonKey}, key...),
+			code:     cli.ExitFailure,
+			problems: []string{"tls-cert and tls-key: "},
+		},
+		{
+			name:     "a data directory that is a file",
+			args:     append([]string{"-store", "bolt", "-data-dir", file, "-addr", "127.0.0.1:0"}, key...),
+			code:     cli.ExitFailure,
+			problems: []string{"data-dir: " + file + " is not a directory"},
+		},
+		{
+			name:     "profiling on the hub's address",
+			args:     append([]string{"-store", "memory", "-addr", "127.0.0.1:0", "-pprof-addr", "127.0.0.1:0"}, key...),
+			code:     cli.ExitFailure,
+			problems: []string{"pprof-addr: 127.0.0.1:0 is also addr"},
+		},
+		{
+			name:     "an address without a port",
+			args:     append([]string{"-store", "memory", "-addr", "localhost"}, key...),
+			code:     cli.ExitFailure,
+			problems: []string{"addr: address localhost: missing port in address"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := cmd(t, tc.env, "", append([]string{"check-config"}, tc.args...)...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tc.code, stderr)
+			}
+			lines := func(prefix string) []string {
+				var ls []string
+				for l := range strings.Lines(stderr) {
+					if s, ok := strings.CutPrefix(l, prefix); ok {
+						ls = append(ls, s)
+					}
+				}
+				return ls
+			}
+			match := func(kind string, got, want []string) {
+				if len(got) != len(want) {
+					t.Errorf("%d %ss, want %d; stderr:\n%s", len(got), kind, len(want), stderr)
+					return
+				}
+				for i := range want {
+					if !strings.Contains(got[i], want[i]) {
+						t.Errorf("%s %q, want one with %q", kind, got[i], want[i])
+					}
+				}
+			}
+			match("problem", lines("problem: "), tc.problems)
+			match("warning", lines("warning: "), tc.warnings)
+			valid := strings.Contains(stdout, "The configuration is valid")
+			if valid != (tc.code == cli.ExitOK) {
+				t.Errorf("valid %v with exit %d:\n%s", valid, code, stdout)
+			}
+			if tc.code != cli.ExitOK && !strings.Contains(stderr, "herald serve would not start") {
+				t.Errorf("stderr:\n%s", stderr)
+			}
+		})
+	}
+}
+
+// A mistake on the command line is a usage error, as for serve.
+func TestCheckConfigUsage(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"-heartbeat", "soon"}, {"-no-such-flag"}, {"extra"}} {
+		code, _, stderr := cmd(t, nil, "", append([]string{"check-config"}, args...)...)
+		if code != cli.ExitUsage {
+			t.Errorf("%q: exit %d, want %d; stderr:\n%s", args, code, cli.ExitUsage, stderr)
+		}
+	}
+}
