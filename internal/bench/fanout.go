@@ -115,6 +115,8 @@ type run struct {
 
 	delivered, reconnects, catchUp Histogram
 	kills, reconnectCount, refails atomic.Int64
+	// cutsPending counts the cuts whose reconnection has not happened yet.
+	cutsPending atomic.Int64
 }
 
 func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration) (*FanoutResult, error) {
@@ -184,6 +186,11 @@ func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration) (
 	}
 	end := time.Now()
 	stopKiller()
+	// A cut made just before the end gets its reconnection too, within the
+	// drain, so that every cut is measured.
+	for wait := time.Now().Add(cfg.Drain); r.cutsPending.Load() > 0 && time.Now().Before(wait) && ctx.Err() == nil; {
+		time.Sleep(time.Millisecond)
+	}
 	stopProgress()
 	hubCPU1, _ := hubCPU(cfg.PIDs)
 	toolCPU1 := selfCPU()
@@ -354,8 +361,11 @@ func (r *run) killer(ctx context.Context, subs []*subscriber, d time.Duration) (
 		if ctx.Err() != nil || len(subs) == 0 {
 			return
 		}
+		r.cutsPending.Add(1) // before the cut, which the reconnection may follow at once
 		if subs[rand.IntN(len(subs))].kill() {
 			r.kills.Add(1)
+		} else {
+			r.cutsPending.Add(-1)
 		}
 	})
 }
@@ -470,7 +480,8 @@ func (s *subscriber) run(ctx context.Context, r *run, st *stream) {
 			return
 		}
 		since := s.cut()
-		if since.IsZero() {
+		killed := !since.IsZero()
+		if !killed {
 			s.drops.Add(1) // not cut by the run: the hub dropped it
 			if !r.reconnect {
 				return
@@ -491,6 +502,9 @@ func (s *subscriber) run(ctx context.Context, r *run, st *stream) {
 		}
 		r.reconnectCount.Add(1)
 		r.reconnects.Record(time.Since(since))
+		if killed {
+			r.cutsPending.Add(-1)
+		}
 		s.catchSince, s.catchTarget = since, r.acked[s.topic].Load()
 		s.caughtUp(&r.catchUp)
 	}
