@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -104,7 +103,7 @@ func (c *checks) warnf(format string, args ...any) {
 // keys builds the hub's keys as serve would, and says what a missing or
 // short key means.
 func (c *checks) keys(cfg config.Config) {
-	_, dev, err := hubConfig(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, dev, err := hubConfig(cfg, slog.New(slog.DiscardHandler))
 	c.problem(err)
 	if dev != nil {
 		c.warnf("no publisher-jwt-key: herald serve would make up a random key at each start and allow anonymous subscribers, a development setup")
