@@ -6,18 +6,29 @@
 // read from /proc. The server runs in a process of its own, like a hub.
 //
 //	go run ./cmd/httpfloor -publishers 16 -requests 80000
+//
+// With -server minimal the server is instead a hand-written HTTP/1.1 loop,
+// a goroutine per connection that reads a request line, headers and a body
+// of Content-Length bytes and answers with fixed bytes: what a Go server
+// costs per request when it does nearly nothing but read and write. It
+// handles only the requests this command sends and is no model for a real
+// server.
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,14 +41,21 @@ func main() {
 	publishers := flag.Int("publishers", 16, "concurrent publishers, each on its own connection")
 	requests := flag.Int("requests", 80000, "requests in all")
 	rounds := flag.Int("rounds", 3, "runs, each with a fresh server; the median is printed last")
+	kind := flag.String("server", "net/http", "the server: net/http, or minimal for a hand-written HTTP/1.1 loop")
 	flag.Parse()
+	if *kind != "net/http" && *kind != "minimal" {
+		log.Fatalf("-server: %q is neither net/http nor minimal", *kind)
+	}
 	if *serve != "" {
+		if *kind == "minimal" {
+			minimalServer(*serve)
+		}
 		server(*serve)
 		return
 	}
 	var rates, cpus []float64
 	for r := range *rounds {
-		rate, cpu, err := run(*publishers, *requests)
+		rate, cpu, err := run(*kind, *publishers, *requests)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -63,14 +81,73 @@ func server(addr string) {
 	})))
 }
 
-func run(publishers, requests int) (rate, cpuPerRequest float64, err error) {
+// answer is the minimal server's response, the same bytes net/http sends
+// but for its Date header.
+var answer = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 45\r\n\r\nurn:uuid:0196a3e1-1111-7222-8333-444455556666")
+
+func minimalServer(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("ready")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		go minimalConn(c)
+	}
+}
+
+// minimalConn answers the POSTs of one keep-alive connection until the
+// client closes it or sends anything else.
+func minimalConn(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	var body []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil || !bytes.HasPrefix(line, []byte("POST ")) {
+			return
+		}
+		n := -1
+		for {
+			h, err := br.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			if len(bytes.TrimSpace(h)) == 0 {
+				break
+			}
+			if name, value, ok := bytes.Cut(h, []byte(":")); ok && bytes.EqualFold(name, []byte("Content-Length")) {
+				n, _ = strconv.Atoi(string(bytes.TrimSpace(value)))
+			}
+		}
+		if n < 0 || n > 1<<20 {
+			return
+		}
+		body = slices.Grow(body[:0], n)[:n]
+		if _, err := io.ReadFull(br, body); err != nil {
+			return
+		}
+		if form, err := url.ParseQuery(string(body)); err != nil || form.Get("topic") == "" {
+			return
+		}
+		if _, err := c.Write(answer); err != nil {
+			return
+		}
+	}
+}
+
+func run(kind string, publishers, requests int) (rate, cpuPerRequest float64, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, 0, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(os.Args[0], "-serve", addr)
+	cmd := exec.Command(os.Args[0], "-serve", addr, "-server", kind)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, 0, err
