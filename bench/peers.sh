@@ -4,8 +4,9 @@
 # saturation and paced, a reconnection storm, publication without a disk,
 # as many connections as the file-descriptor limit allows, and the sweeps of
 # subscribers and topics behind the chart. It prints Markdown tables of
-# medians and ratios, and leaves the raw results and the chart in
-# bench/results/.
+# medians and ratios, puts them in BENCHMARKS.md (each suite's block under
+# "The latest run of bench/peers.sh"; the chart in bench/scale.svg), and
+# leaves the raw results in bench/results/.
 #
 # Usage: bench/peers.sh [suite...]   (default: all of them, about 40 minutes)
 # Environment: ROUNDS (default 3; the sweeps run once).
@@ -26,5 +27,5 @@ suites=("$@")
 for s in "${suites[@]}"; do
 	rounds=${ROUNDS:-3}
 	[ "$s" = scale ] && rounds=1
-	go run ./cmd/compare -suite "$s" -rounds "$rounds" | tee "results/$s-latest.md"
+	go run ./cmd/compare -suite "$s" -rounds "$rounds" -write ../BENCHMARKS.md -chart scale.svg | tee "results/$s-latest.md"
 done

@@ -5,6 +5,11 @@
 //
 //	go run ./cmd/compare -suite fanout -rounds 3
 //
+// With -write FILE it also puts the tables in FILE, in place of the block
+// that starts with the line <!-- peers:SUITE --> and ends with the line
+// <!-- /peers:SUITE -->, so that a rerun updates BENCHMARKS.md; bench/peers.sh
+// does so. A suite with a chart writes it to -chart.
+//
 // Run it from the bench directory. Mercure is built from the Go module
 // proxy (bench/peers/mercure), nchan is Debian's nginx module
 // (libnginx-mod-nchan); nothing of either is part of herald.
@@ -21,6 +26,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"math/rand/v2"
 	"net"
@@ -192,6 +198,8 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds; each runs every scenario on every hub")
 	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan, or herald with other flags as herald+flag=value, e.g. herald+batch-interval=20ms (default: the suite's)")
 	out := flag.String("out", "results", "the directory for the raw results and charts")
+	write := flag.String("write", "", "a Markdown file whose <!-- peers:SUITE --> block the tables replace, e.g. ../BENCHMARKS.md")
+	chartPath := flag.String("chart", "", "where a suite with a chart writes it (default: in -out, named after the time)")
 	flag.Parse()
 	log.SetFlags(0)
 	s, ok := suites[*suiteFlag]
@@ -207,6 +215,7 @@ func main() {
 	defer os.RemoveAll(work)
 	herald := filepath.Join(work, "herald")
 	build(herald, "..", "./cmd/herald")
+	commit := heraldCommit()
 	all := map[string]hub{
 		"herald":        heraldHub("herald", herald),
 		"herald-bolt":   heraldHub("herald-bolt", herald, "-store", "bolt"),
@@ -271,14 +280,87 @@ func main() {
 			}
 		}
 	}
-	report(os.Stdout, s.scenarios, names, results, *rounds)
+	var tables bytes.Buffer
+	report(&tables, s.scenarios, names, results, *rounds, commit)
+	os.Stdout.Write(tables.Bytes())
 	if s.chart {
-		path := filepath.Join(*out, "scale-"+stamp+".svg")
+		path := cmpOr(*chartPath, filepath.Join(*out, "scale-"+stamp+".svg"))
 		if err := os.WriteFile(path, chart(s.scenarios, names, results), 0o644); err != nil {
 			log.Fatal(err)
 		}
 		log.Printf("chart: %s", path)
+		if *write != "" {
+			rel, err := relativeTo(*write, path)
+			if err != nil {
+				log.Fatal(err)
+			}
+			fmt.Fprintf(&tables, "\n![hub CPU and memory against subscribers and topics](%s)\n", rel)
+		}
 	}
+	if *write != "" {
+		if err := writeBlock(*write, *suiteFlag, tables.Bytes()); err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("tables written to %s", *write)
+	}
+}
+
+// relativeTo returns path as a link from the Markdown file doc.
+func relativeTo(doc, path string) (string, error) {
+	dir, err := filepath.Abs(filepath.Dir(doc))
+	if err != nil {
+		return "", err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(dir, abs)
+	return filepath.ToSlash(rel), err
+}
+
+// writeBlock replaces the contents of the file's block for the suite with
+// text, leaving the marker lines and everything around them as they are.
+func writeBlock(path, suite string, text []byte) error {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	doc, err = replaceBlock(doc, suite, text)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return os.WriteFile(path, doc, 0o644)
+}
+
+func replaceBlock(doc []byte, suite string, text []byte) ([]byte, error) {
+	begin, end := "<!-- peers:"+suite+" -->\n", "<!-- /peers:"+suite+" -->\n"
+	i := lineIndex(doc, begin)
+	if i < 0 {
+		return nil, fmt.Errorf("no line %q to put the %s tables after; add it, and %q, where they belong", strings.TrimSpace(begin), suite, strings.TrimSpace(end))
+	}
+	i += len(begin)
+	j := lineIndex(doc[i:], end)
+	if j < 0 {
+		return nil, fmt.Errorf("the %s block is not closed by a line %q", suite, strings.TrimSpace(end))
+	}
+	text = append(bytes.TrimSpace(text), '\n')
+	return slices.Concat(doc[:i], []byte("\n"), text, []byte("\n"), doc[i+j:]), nil
+}
+
+// lineIndex is the offset of the first line of doc that is line, or -1.
+func lineIndex(doc []byte, line string) int {
+	for off := 0; off < len(doc); {
+		if bytes.HasPrefix(doc[off:], []byte(line)) {
+			return off
+		}
+		nl := bytes.IndexByte(doc[off:], '\n')
+		if nl < 0 {
+			break
+		}
+		off += nl + 1
+	}
+	return -1
 }
 
 func cmpOr(a, b string) string {
@@ -564,9 +646,13 @@ func medianOf(runs []map[string]any, m metric) (float64, bool) {
 
 // report prints, per scenario, a table of medians, and the ratio of the
 // first hub's figure to the best of the others'.
-func report(w *os.File, scenarios []scenario, names []string, results map[string]map[string][]map[string]any, rounds int) {
+func report(w io.Writer, scenarios []scenario, names []string, results map[string]map[string][]map[string]any, rounds int, commit string) {
 	host, _ := os.Hostname()
-	fmt.Fprintf(w, "\nMedians of %d rounds, %s, %s.\n", rounds, time.Now().UTC().Format("2006-01-02"), host)
+	what := fmt.Sprintf("Medians of %d rounds", rounds)
+	if rounds == 1 {
+		what = "One round"
+	}
+	fmt.Fprintf(w, "\n%s, %s, %s, herald at %s.\n", what, time.Now().UTC().Format("2006-01-02"), host, commit)
 	for _, sc := range scenarios {
 		fmt.Fprintf(w, "\n**%s** (`herald bench %s`)\n\n", sc.name, strings.Join(sc.args, " "))
 		fmt.Fprint(w, "| hub |")
@@ -610,6 +696,22 @@ func report(w *os.File, scenarios []scenario, names []string, results map[string
 		}
 		fmt.Fprintln(w, " |")
 	}
+}
+
+// heraldCommit names the commit herald is built from, with "-dirty" when
+// the working tree had changes outside the benchmark module and the
+// Markdown files (which this command itself writes).
+func heraldCommit() string {
+	out, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "an unknown commit"
+	}
+	commit := "commit " + strings.TrimSpace(string(out))
+	changed, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--", ".", ":!bench", ":!*.md").Output()
+	if err != nil || len(changed) > 0 {
+		commit += "-dirty"
+	}
+	return commit
 }
 
 func checks(runs []map[string]any) string {
