@@ -49,8 +49,9 @@ func main() {
 	if *serve != "" {
 		if *kind == "minimal" {
 			minimalServer(*serve)
+		} else {
+			server(*serve)
 		}
-		server(*serve)
 		return
 	}
 	var rates, cpus []float64
