@@ -27,6 +27,8 @@ func nonblockingConn(conn net.Conn) rawConn {
 		sc = c
 	case *net.UnixConn:
 		sc = c
+	case *handedConn:
+		sc = c.TCPConn
 	default:
 		return nil
 	}

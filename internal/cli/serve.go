@@ -91,7 +91,7 @@ func runServe(e *env, args []string) error {
 		if cfg.TLSCert != "" {
 			served <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
 		} else {
-			served <- srv.Serve(ln)
+			served <- h.Serve(srv, ln)
 		}
 	}()
 	select {
@@ -109,6 +109,11 @@ func runServe(e *env, args []string) error {
 	err = srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = srv.Close()
+	}
+	// The hub's own answers to publications end with Serve.
+	select {
+	case <-served:
+	case <-ctx.Done():
 	}
 	return errors.Join(err, <-hubDone)
 }

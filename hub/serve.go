@@ -1,0 +1,602 @@
+package hub
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Serve accepts connections on ln and serves them with srv, as srv.Serve
+// does, with one difference: on an HTTP/1.1 connection the hub answers
+// plain publications itself, without net/http, at about half the CPU time
+// (BENCHMARKS.md has the figures). A plain publication is a POST to Path
+// with a Host, a Bearer token in its Authorization header, a
+// Content-Length, the form content type and nothing that asks for more: no
+// Cookie, Origin, Expect, Transfer-Encoding, Upgrade or TE, and no
+// Connection but keep-alive; its request line, headers and body fit in 4
+// KiB. Backends publishing with a token send nothing else. The hub answers
+// it with the bytes srv would write.
+//
+// The first request that is not plain, or that the handler would refuse
+// (a bad token, form or topic), and everything after it on that
+// connection, go to srv as they came: srv.Handler must serve the hub at
+// Path, and every other request gets net/http's full handling. srv's
+// ConnState and ConnContext hooks see only those connections. On a
+// listener of TLS connections (tls.NewListener), srv serves them all; for
+// TLS, srv.ServeTLS does as well.
+//
+// srv.Shutdown stops Serve too: it closes ln and the connections that wait
+// for a request, and lets the publications in progress finish; then Serve
+// returns http.ErrServerClosed. srv.IdleTimeout (or else srv.ReadTimeout)
+// bounds the wait for the next request, and srv.ReadHeaderTimeout (or
+// else srv.ReadTimeout) the wait for the rest of one, as in net/http.
+func (h *Hub) Serve(srv *http.Server, ln net.Listener) error {
+	s := &plainServer{
+		h:       h,
+		ln:      ln,
+		queue:   newConnQueue(ln.Addr()),
+		conns:   make(map[*plainConn]struct{}),
+		idle:    cmp.Or(srv.IdleTimeout, srv.ReadTimeout),
+		partial: cmp.Or(srv.ReadHeaderTimeout, srv.ReadTimeout),
+	}
+	srv.RegisterOnShutdown(s.shutdown)
+	served := make(chan error, 1)
+	go func() {
+		err := srv.Serve(s.queue)
+		s.shutdown() // srv.Close, which runs no shutdown hook
+		served <- err
+	}()
+	err := s.accept()
+	s.shutdown()
+	_ = s.queue.Close()
+	serr := <-served
+	s.wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) && serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return serr
+	}
+	return err
+}
+
+// plainServer is the state of one Serve.
+type plainServer struct {
+	h       *Hub
+	ln      net.Listener
+	queue   *connQueue    // the connections handed over to srv
+	idle    time.Duration // the longest wait for a request, if positive
+	partial time.Duration // the longest wait for the rest of one, if positive
+	wg      sync.WaitGroup
+
+	mu      sync.Mutex
+	closing bool
+	conns   map[*plainConn]struct{}
+}
+
+// accept accepts connections until ln fails or the server shuts down.
+func (s *plainServer) accept() error {
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return http.ErrServerClosed
+			}
+			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+				// Out of descriptors, say: wait and retry, as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			s.handOver(c, nil)
+			continue
+		}
+		pc := &plainConn{s: s, c: tc}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			_ = c.Close()
+			return http.ErrServerClosed
+		}
+		s.conns[pc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go pc.serve()
+	}
+}
+
+// shutdown stops accepting, closes the connections that wait for a
+// request and cuts short the wait for the rest of one; a publication being
+// answered is finished. It runs when srv shuts down, and when Serve ends.
+func (s *plainServer) shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	s.closing = true
+	_ = s.ln.Close()
+	for pc := range s.conns {
+		switch pc.state {
+		case waiting:
+			pc.cut = true
+			_ = pc.c.Close()
+		case reading:
+			pc.cut = true
+			_ = pc.c.SetReadDeadline(time.Now())
+		}
+	}
+}
+
+// handOver gives a connection to srv, with what was read of it and not
+// answered.
+func (s *plainServer) handOver(c net.Conn, br *bufio.Reader) {
+	if tc, ok := c.(*net.TCPConn); ok && br != nil {
+		// br holds bytes: a connection is handed over on a request.
+		c = &handedConn{TCPConn: tc, br: br}
+	}
+	if !s.queue.push(c) {
+		_ = c.Close()
+	}
+}
+
+// plainBufSize is the most a plain publication may take, request line,
+// headers and body; a larger one is srv's.
+const plainBufSize = 4096
+
+var plainReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, plainBufSize) }}
+
+// What a plain connection is doing, for shutdown.
+type connState uint8
+
+const (
+	answering connState = iota // reading a request it has, or answering it
+	waiting                    // for a request
+	reading                    // the rest of a request
+)
+
+// plainConn is a connection that has had only plain publications so far.
+type plainConn struct {
+	s *plainServer
+	c *net.TCPConn
+
+	// Guarded by s.mu.
+	state connState
+	cut   bool // by shutdown: the connection ends, its request unanswered
+
+	deadline time.Time // the read deadline set last
+	out      []byte    // the answer being written
+}
+
+// serve answers plain publications until the connection ends or a request
+// is not plain.
+func (pc *plainConn) serve() {
+	br := plainReaders.Get().(*bufio.Reader)
+	br.Reset(pc.c)
+	handed := false
+	defer func() {
+		pc.s.mu.Lock()
+		delete(pc.s.conns, pc)
+		pc.s.mu.Unlock()
+		if !handed {
+			_ = pc.c.Close()
+			br.Reset(nil)
+			plainReaders.Put(br)
+		}
+		pc.s.wg.Done()
+	}()
+	for {
+		if br.Buffered() == 0 {
+			if !pc.wait(waiting) {
+				return
+			}
+			pc.setDeadline(pc.s.idle, true)
+			_, err := br.Peek(1)
+			if !pc.wait(answering) || err != nil {
+				return
+			}
+		}
+		buf, _ := br.Peek(br.Buffered())
+		req, st := parsePlain(buf)
+		if st == plainPartial && len(buf) < plainBufSize {
+			if !pc.wait(reading) {
+				return
+			}
+			pc.setDeadline(pc.s.partial, false)
+			_, err := br.Peek(len(buf) + 1)
+			if !pc.wait(answering) || err != nil {
+				return
+			}
+			continue
+		}
+		if st != plainOK || !pc.s.h.publishPlain(req, &pc.out) {
+			// From here on the connection is srv's, with the bytes
+			// read so far: it reads the request again and answers.
+			if !pc.deadline.IsZero() {
+				_ = pc.c.SetReadDeadline(time.Time{})
+			}
+			handed = true
+			pc.s.handOver(pc.c, br)
+			return
+		}
+		_, _ = br.Discard(req.size)
+		if _, err := pc.c.Write(pc.out); err != nil {
+			return
+		}
+	}
+}
+
+// wait records what the connection does next, and reports false when
+// shutdown cut it or, if it is to wait, is under way.
+func (pc *plainConn) wait(st connState) bool {
+	pc.s.mu.Lock()
+	defer pc.s.mu.Unlock()
+	if pc.cut || (st != answering && pc.s.closing) {
+		return false
+	}
+	pc.state = st
+	return true
+}
+
+// setDeadline sets the read deadline d from now, or none if d is not
+// positive. Between requests (lazy) it moves the deadline only once it is
+// an eighth of d (at most a second) nearer than that: a timer reset per
+// request would cost as much as parsing it.
+func (pc *plainConn) setDeadline(d time.Duration, lazy bool) {
+	var t time.Time
+	if d > 0 {
+		now := time.Now()
+		if lazy && pc.deadline.Sub(now) > d-min(d/8, time.Second) {
+			return
+		}
+		t = now.Add(d)
+	} else if pc.deadline.IsZero() {
+		return
+	}
+	pc.deadline = t
+	_ = pc.c.SetReadDeadline(t)
+}
+
+// handedConn is a connection handed over to srv: its reads return first
+// what the hub had read and not answered.
+type handedConn struct {
+	*net.TCPConn
+	mu sync.Mutex
+	br *bufio.Reader
+}
+
+func (c *handedConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if br := c.br; br != nil {
+		// No system call: the reader has bytes. Once they are read, it
+		// goes back to the pool, not to be kept for as long as the
+		// connection lasts (a subscription's, hours).
+		n, err := br.Read(p)
+		if br.Buffered() == 0 {
+			c.br = nil
+			br.Reset(nil)
+			plainReaders.Put(br)
+		}
+		c.mu.Unlock()
+		return n, err
+	}
+	c.mu.Unlock()
+	return c.TCPConn.Read(p)
+}
+
+// SyscallConn lets a subscription on the connection write to its socket
+// directly, as on any TCP connection.
+func (c *handedConn) SyscallConn() (syscall.RawConn, error) { return c.TCPConn.SyscallConn() }
+
+// connQueue is the listener srv serves: the connections handed over.
+type connQueue struct {
+	addr  net.Addr
+	conns chan net.Conn
+	once  sync.Once
+	done  chan struct{}
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// push hands c to srv, and reports false when srv no longer accepts.
+func (q *connQueue) push(c net.Conn) bool {
+	select {
+	case q.conns <- c:
+		return true
+	case <-q.done:
+		return false
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.conns:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// plainRequest is what the hub needs of a plain publication.
+type plainRequest struct {
+	token string // the Bearer token
+	body  []byte
+	size  int // the request's length, request line to the end of the body
+}
+
+// What parsePlain found.
+type plainStatus uint8
+
+const (
+	plainOK      plainStatus = iota
+	plainPartial             // the start of what may be a plain publication
+	plainNot                 // anything else
+)
+
+const plainRequestLine = "POST " + Path + " HTTP/1.1\r\n"
+
+// parsePlain reads a plain publication at the start of buf. It refuses
+// whatever net/http might read differently (malformed or folded header
+// lines, a repeated Content-Length or Host, an invalid Host), leaving it to
+// net/http, which answers with an error.
+func parsePlain(buf []byte) (req plainRequest, st plainStatus) {
+	if len(buf) < len(plainRequestLine) {
+		if strings.HasPrefix(plainRequestLine, string(buf)) {
+			return req, plainPartial
+		}
+		return req, plainNot
+	}
+	if string(buf[:len(plainRequestLine)]) != plainRequestLine {
+		return req, plainNot
+	}
+	rest := buf[len(plainRequestLine):]
+	length, hosts, auths := -1, 0, 0
+	form := false
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			return req, plainPartial
+		}
+		if i == 0 || rest[i-1] != '\r' {
+			return req, plainNot // a bare LF
+		}
+		line := rest[:i-1]
+		rest = rest[i+1:]
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 1 || !isToken(line[:colon]) {
+			return req, plainNot
+		}
+		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+		if !isFieldValue(value) {
+			return req, plainNot
+		}
+		switch {
+		case equalFold(name, "Host"):
+			if !isHost(value) {
+				return req, plainNot
+			}
+			hosts++
+		case equalFold(name, "Content-Length"):
+			n, err := strconv.ParseUint(string(value), 10, 31)
+			if err != nil || length >= 0 {
+				return req, plainNot
+			}
+			length = int(n)
+		case equalFold(name, "Content-Type"):
+			if form || !equalFold(value, "application/x-www-form-urlencoded") {
+				return req, plainNot
+			}
+			form = true
+		case equalFold(name, "Authorization"):
+			scheme, token, found := bytes.Cut(value, []byte(" "))
+			token = bytes.TrimSpace(token) // as requestToken does
+			if !found || !equalFold(scheme, "Bearer") || len(token) == 0 {
+				return req, plainNot
+			}
+			req.token = string(token)
+			auths++
+		case equalFold(name, "Connection"):
+			if !equalFold(value, "keep-alive") {
+				return req, plainNot
+			}
+		case equalFold(name, "Cookie"), equalFold(name, "Origin"), equalFold(name, "Expect"),
+			equalFold(name, "Transfer-Encoding"), equalFold(name, "Upgrade"), equalFold(name, "TE"):
+			return req, plainNot
+		}
+	}
+	if hosts != 1 || auths != 1 || !form || length < 0 {
+		return req, plainNot
+	}
+	if length > len(rest) {
+		return req, plainPartial
+	}
+	req.body = rest[:length]
+	req.size = len(buf) - len(rest) + length
+	return req, plainOK
+}
+
+// isToken reports whether b is an HTTP token, as header names must be.
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 || !tokenChars[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChars = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// isFieldValue reports whether b holds no control character but tabs.
+func isFieldValue(b []byte) bool {
+	for _, c := range b {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// isHost reports whether b is a plausible Host: a name or an address,
+// and a port.
+func isHost(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 || !hostChars[c] {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+var hostChars = func() (t [128]bool) {
+	t = tokenChars
+	for _, c := range ":[]" {
+		t[c] = true
+	}
+	return t
+}()
+
+func equalFold(b []byte, s string) bool {
+	return len(b) == len(s) && strings.EqualFold(string(b), s)
+}
+
+// publishPlain publishes a plain publication and writes the answer to
+// *out, or reports false, having done nothing, when net/http should answer
+// it instead: because it is refused, or the hub is shutting down.
+func (h *Hub) publishPlain(req plainRequest, out *[]byte) bool {
+	key := h.cfg.PublisherKey
+	if key == nil || h.closing.Load() || int64(len(req.body)) > h.cfg.MaxBodySize {
+		return false
+	}
+	c, err := verify(key, req.token)
+	if err != nil {
+		return false
+	}
+	u, retry, err := parseUpdate(string(req.body), h.cfg.MaxTopics)
+	if err != nil {
+		return false
+	}
+	if retry != "" {
+		ms, err := strconv.ParseUint(retry, 10, 32)
+		if err != nil {
+			return false
+		}
+		u.Retry = time.Duration(ms) * time.Millisecond
+	}
+	for _, t := range u.Topics {
+		if !h.canPublish(c, t) {
+			return false
+		}
+	}
+	if u.validate(h.cfg.MaxTopics) != nil {
+		return false
+	}
+	id, err := h.append(h.ctx, u)
+	if err != nil {
+		// The log refused the event: answer as the handler does.
+		rec := &answer{header: http.Header{}}
+		writeError(rec, err)
+		*out = rec.appendTo((*out)[:0])
+		return true
+	}
+	b := append((*out)[:0], "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nDate: "...)
+	b = appendDate(b, time.Now())
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(id)), 10)
+	b = append(b, "\r\n\r\n"...)
+	*out = append(b, id...)
+	return true
+}
+
+// answer records an answer to write it as net/http would.
+type answer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (a *answer) Header() http.Header { return a.header }
+
+func (a *answer) WriteHeader(status int) {
+	if a.status == 0 {
+		a.status = status
+	}
+}
+
+func (a *answer) Write(p []byte) (int, error) {
+	a.WriteHeader(http.StatusOK)
+	return a.body.Write(p)
+}
+
+func (a *answer) appendTo(b []byte) []byte {
+	var head bytes.Buffer
+	_ = a.header.Write(&head)
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(a.status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(a.status)...)
+	b = append(b, "\r\n"...)
+	b = append(b, head.Bytes()...)
+	b = append(b, "Date: "...)
+	b = appendDate(b, time.Now())
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(a.body.Len()), 10)
+	b = append(b, "\r\n\r\n"...)
+	return append(b, a.body.Bytes()...)
+}
+
+// httpDate is the Date header of the current second, formatted once.
+type httpDate struct {
+	sec int64
+	b   []byte
+}
+
+var lastDate atomic.Pointer[httpDate]
+
+func appendDate(b []byte, now time.Time) []byte {
+	sec := now.Unix()
+	d := lastDate.Load()
+	if d == nil || d.sec != sec {
+		d = &httpDate{sec: sec, b: now.UTC().AppendFormat(nil, http.TimeFormat)}
+		lastDate.Store(d)
+	}
+	return append(b, d.b...)
+}
