@@ -48,7 +48,7 @@ go test -race -count=1 ./...
 
 if [ "$FUZZTIME" != "0" ]; then
 	step "fuzzing, $FUZZTIME per target"
-	for target in sse:FuzzDecode sse:FuzzRoundTrip hub:FuzzPublish hub:FuzzParseUpdate hub:FuzzSubscribe hub:FuzzMatch store/internal/record:FuzzDecode; do
+	for target in sse:FuzzDecode sse:FuzzRoundTrip hub:FuzzPublish hub:FuzzParseUpdate hub:FuzzSubscribe hub:FuzzMatch hub:FuzzParsePlain store/internal/record:FuzzDecode; do
 		go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$FUZZTIME" "./${target%%:*}"
 	done
 fi
