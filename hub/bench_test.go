@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -387,6 +388,34 @@ func BenchmarkPublishHandler(b *testing.B) {
 		if w.status != 0 && w.status != http.StatusOK {
 			b.Fatalf("status %d", w.status)
 		}
+	}
+}
+
+// BenchmarkPublishPlain is BenchmarkPublishHandler's publication as Serve
+// answers it, from the request's bytes to the answer's: parsed in place,
+// without net/http.
+func BenchmarkPublishPlain(b *testing.B) {
+	key, err := hub.NewKey("HS256", testKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := hub.New(hub.Config{PublisherKey: key, Heartbeat: -1, Log: hub.NewMemoryLog(hub.MemoryLogConfig{})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = h.Close() })
+	body := url.Values{"topic": {"https://example.com/books/1"}, "data": {`{"price": 12.5, "stock": 3}`}}.Encode()
+	req := []byte(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-www-form-urlencoded\r\n"+
+		"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", hub.Path, publisherToken(b), len(body), body))
+	var out []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		if !hub.AnswerPlain(h, req, &out) {
+			b.Fatal("not answered as a plain publication")
+		}
+	}
+	if !bytes.HasPrefix(out, []byte("HTTP/1.1 200 OK\r\n")) {
+		b.Fatalf("answer %q", out)
 	}
 }
 

@@ -25,6 +25,12 @@
 // one holds no goroutine and no buffer; a pool of workers writes to them
 // without blocking. HTTP/2 streams stay in their handler.
 //
+// # Serving
+//
+// Any http.Server can serve a Hub. Serve does it with less CPU: it answers
+// plain HTTP/1.1 publications itself, and hands every other connection to
+// the server.
+//
 // # Concurrency
 //
 // A Hub is safe for concurrent use. Shutdown stops it gracefully, Close at

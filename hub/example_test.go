@@ -2,8 +2,10 @@ package hub_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -56,4 +58,36 @@ func ExampleUpdate_end() {
 	})
 	fmt.Println(err)
 	// Output: <nil>
+}
+
+// Serve a hub on a listener of your own: plain publications from backends
+// are answered without net/http, everything else by the server.
+func ExampleHub_Serve() {
+	key, err := hub.NewKey("HS256", []byte(os.Getenv("PUBLISHER_KEY")))
+	if err != nil {
+		log.Fatal(err)
+	}
+	h, err := hub.New(hub.Config{PublisherKey: key})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(hub.Path, h)
+	mux.Handle(hub.Path+"/", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	ln, err := net.Listen("tcp", "localhost:8080")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() {
+		if err := h.Serve(srv, ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Fatal(err)
+		}
+	}()
+
+	// On the way out: the server first, then the hub.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+	_ = h.Shutdown(ctx)
 }

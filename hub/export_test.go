@@ -67,3 +67,10 @@ func NewMatcher(cacheSize int) *Matcher { return &Matcher{newMatcher(cacheSize)}
 
 // Match reports whether selector matches topic.
 func (m *Matcher) Match(selector, topic string) bool { return m.m.match(selector, topic) }
+
+// AnswerPlain answers a request as Serve does when it is a plain
+// publication, or reports false.
+func AnswerPlain(h *Hub, req []byte, out *[]byte) bool {
+	r, st := parsePlain(req)
+	return st == plainOK && h.publishPlain(r, out)
+}
