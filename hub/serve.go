@@ -36,9 +36,10 @@ import (
 //
 // srv.Shutdown stops Serve too: it closes ln and the connections that wait
 // for a request, and lets the publications in progress finish; then Serve
-// returns http.ErrServerClosed. srv.IdleTimeout (or else srv.ReadTimeout)
-// bounds the wait for the next request, and srv.ReadHeaderTimeout (or
-// else srv.ReadTimeout) the wait for the rest of one, as in net/http.
+// returns http.ErrServerClosed. As in net/http, srv.ReadHeaderTimeout (or
+// else srv.ReadTimeout) bounds the wait for a connection's first request
+// and for the rest of a request, srv.IdleTimeout (or else
+// srv.ReadTimeout) the wait for the next one.
 func (h *Hub) Serve(srv *http.Server, ln net.Listener) error {
 	s := &plainServer{
 		h:       h,
@@ -200,12 +201,18 @@ func (pc *plainConn) serve() {
 		}
 		pc.s.wg.Done()
 	}()
-	for {
+	for first := true; ; first = false {
 		if br.Buffered() == 0 {
 			if !pc.wait(waiting) {
 				return
 			}
-			pc.setDeadline(pc.s.idle, true)
+			if first {
+				// As in net/http: a new connection has the header
+				// timeout to send its first request.
+				pc.setDeadline(pc.s.partial, false)
+			} else {
+				pc.setDeadline(pc.s.idle, true)
+			}
 			_, err := br.Peek(1)
 			if !pc.wait(answering) || err != nil {
 				return
@@ -254,14 +261,14 @@ func (pc *plainConn) wait(st connState) bool {
 }
 
 // setDeadline sets the read deadline d from now, or none if d is not
-// positive. Between requests (lazy) it moves the deadline only once it is
-// an eighth of d (at most a second) nearer than that: a timer reset per
-// request would cost as much as parsing it.
+// positive. Between requests (lazy) it leaves a deadline that is at most
+// an eighth of d (and at most a second) nearer than that: a timer reset
+// per request would cost as much as parsing it.
 func (pc *plainConn) setDeadline(d time.Duration, lazy bool) {
 	var t time.Time
 	if d > 0 {
 		now := time.Now()
-		if lazy && pc.deadline.Sub(now) > d-min(d/8, time.Second) {
+		if left := pc.deadline.Sub(now); lazy && left > d-min(d/8, time.Second) && left <= d {
 			return
 		}
 		t = now.Add(d)

@@ -347,6 +347,27 @@ func TestServeIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestServeFirstRequestTimeout: a new connection that sends nothing is
+// closed after srv.ReadHeaderTimeout, not the longer idle timeout.
+func TestServeFirstRequestTimeout(t *testing.T) {
+	s := newServed(t, hub.Config{}, func(srv *http.Server) {
+		srv.ReadHeaderTimeout, srv.IdleTimeout = 200*time.Millisecond, time.Minute
+	})
+	c, err := net.Dial("tcp", s.fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	start := time.Now()
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read: %v, want EOF", err)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond || d > 30*time.Second {
+		t.Errorf("closed after %v, want the header timeout", d)
+	}
+}
+
 // TestServeTLS: on a listener of TLS connections, net/http serves them
 // all.
 func TestServeTLS(t *testing.T) {
