@@ -365,16 +365,7 @@ func BenchmarkReplay(b *testing.B) {
 // adds to net/http's cost per POST. The history is in memory and nobody
 // subscribes.
 func BenchmarkPublishHandler(b *testing.B) {
-	key, err := hub.NewKey("HS256", testKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := hub.New(hub.Config{PublisherKey: key, Heartbeat: -1, Log: hub.NewMemoryLog(hub.MemoryLogConfig{})})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = h.Close() })
-	body := url.Values{"topic": {"https://example.com/books/1"}, "data": {`{"price": 12.5, "stock": 3}`}}.Encode()
+	h, body := newPublishBench(b)
 	auth := "Bearer " + publisherToken(b)
 	w := &discardWriter{header: http.Header{}}
 	b.ReportAllocs()
@@ -391,10 +382,9 @@ func BenchmarkPublishHandler(b *testing.B) {
 	}
 }
 
-// BenchmarkPublishPlain is BenchmarkPublishHandler's publication as Serve
-// answers it, from the request's bytes to the answer's: parsed in place,
-// without net/http.
-func BenchmarkPublishPlain(b *testing.B) {
+// newPublishBench returns the hub of the publication benchmarks, with its
+// history in memory, and the form they publish.
+func newPublishBench(b *testing.B) (*hub.Hub, string) {
 	key, err := hub.NewKey("HS256", testKey)
 	if err != nil {
 		b.Fatal(err)
@@ -405,6 +395,14 @@ func BenchmarkPublishPlain(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = h.Close() })
 	body := url.Values{"topic": {"https://example.com/books/1"}, "data": {`{"price": 12.5, "stock": 3}`}}.Encode()
+	return h, body
+}
+
+// BenchmarkPublishPlain is BenchmarkPublishHandler's publication as Serve
+// answers it, from the request's bytes to the answer's: parsed in place,
+// without net/http.
+func BenchmarkPublishPlain(b *testing.B) {
+	h, body := newPublishBench(b)
 	req := []byte(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-www-form-urlencoded\r\n"+
 		"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", hub.Path, publisherToken(b), len(body), body))
 	var out []byte
