@@ -84,6 +84,12 @@ func (h *Hub) readUpdate(w http.ResponseWriter, r *http.Request) (Update, error)
 		}
 		return Update{}, &Error{Status: http.StatusBadRequest, Code: codeInvalidBody, Message: "reading the body failed: " + err.Error()}
 	}
+	return h.formUpdate(body)
+}
+
+// formUpdate reads an update from a publication's form body, as the
+// handler and Serve both take it.
+func (h *Hub) formUpdate(body []byte) (Update, error) {
 	u, retry, err := parseUpdate(string(body), h.cfg.MaxTopics)
 	if err != nil {
 		return Update{}, &Error{Status: http.StatusBadRequest, Code: codeInvalidBody, Message: "the body is not a valid form: " + err.Error()}

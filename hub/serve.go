@@ -517,16 +517,9 @@ func (h *Hub) publishPlain(req plainRequest, out *[]byte) bool {
 	if err != nil {
 		return false
 	}
-	u, retry, err := parseUpdate(string(req.body), h.cfg.MaxTopics)
+	u, err := h.formUpdate(req.body)
 	if err != nil {
 		return false
-	}
-	if retry != "" {
-		ms, err := strconv.ParseUint(retry, 10, 32)
-		if err != nil {
-			return false
-		}
-		u.Retry = time.Duration(ms) * time.Millisecond
 	}
 	for _, t := range u.Topics {
 		if !h.canPublish(c, t) {
