@@ -123,14 +123,24 @@ func (c *connSink) close(final []byte) {
 			}
 			_ = c.writeBlocking(bufs) // a client gone by now needs nothing more
 		}
-		_ = c.conn.Close()
+		c.closeConn()
 	})
 }
 
 func (c *connSink) abort() {
 	if !c.aborted.Swap(true) {
-		_ = c.conn.Close()
+		c.closeConn()
 	}
+}
+
+// closeConn closes the connection, through the raw writer when there is
+// one, which must see no more writes once it is closed.
+func (c *connSink) closeConn() {
+	if c.raw != nil {
+		_ = c.raw.closeWith(c.conn.Close)
+		return
+	}
+	_ = c.conn.Close()
 }
 
 // handlerSink writes through the http.ResponseWriter of a handler that

@@ -4,6 +4,7 @@ package hub
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -82,5 +83,59 @@ func TestWritevAllocatesNothing(t *testing.T) {
 	<-done
 	if got.Len() != small+want.Len() || !bytes.Equal(got.Bytes()[small:], want.Bytes()) {
 		t.Fatalf("received %d bytes, want %d", got.Len(), small+want.Len())
+	}
+}
+
+// Once closed through closeWith, a raw connection writes nothing more, even
+// when its descriptor number goes to a new connection: a write racing the
+// close either happens before it or fails.
+func TestRawConnClosedWritesNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pair := func() (client, server net.Conn) {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err = ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return client, server
+	}
+	for range 50 {
+		client, server := pair()
+		c := nonblockingConn(server)
+		start := make(chan struct{})
+		wrote := make(chan error, 1)
+		go func() {
+			<-start
+			var err error
+			for err == nil {
+				_, err = c.tryWritev([][]byte{[]byte("x")})
+			}
+			wrote <- err
+		}()
+		close(start)
+		if err := c.closeWith(server.Close); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-wrote; !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("a write after the close: %v, want net.ErrClosed", err)
+		}
+		// The next connection likely takes the descriptor number.
+		next, nextServer := pair()
+		if _, err := c.tryWritev([][]byte{[]byte("stray")}); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("a write after the close: %v, want net.ErrClosed", err)
+		}
+		nextServer.Close()
+		if b, _ := io.ReadAll(next); len(b) != 0 {
+			t.Fatalf("the next connection received %q", b)
+		}
+		next.Close()
+		client.Close()
 	}
 }

@@ -7,6 +7,7 @@ import "net"
 // rawConn writes to a socket without ever waiting for it.
 type rawConn interface {
 	tryWritev(iov [][]byte) (int, error)
+	closeWith(close func() error) error
 }
 
 // nonblockingConn returns nil: outside Linux every write to a hijacked

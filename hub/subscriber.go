@@ -251,21 +251,26 @@ func (s *subscriber) run(block bool, scratch *[][]byte) {
 		}
 		*scratch = b.bufs
 		if len(b.bufs) == 0 {
-			s.written(b, nil)
+			if s.written(b, nil) {
+				return
+			}
 			continue
 		}
 		sent, err := s.sink.send(b.bufs)
 		if err == nil && !sent {
 			if !block {
 				go func() {
-					s.written(b, s.sink.finish())
-					s.run(true, nil)
+					if !s.written(b, s.sink.finish()) {
+						s.run(true, nil)
+					}
 				}()
 				return
 			}
 			err = s.sink.finish()
 		}
-		s.written(b, err)
+		if s.written(b, err) {
+			return
+		}
 	}
 }
 
@@ -375,8 +380,10 @@ func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeRea
 }
 
 // written records the end of a write: it moves the cursor, or, when the
-// write failed, marks the subscriber gone.
-func (s *subscriber) written(b batch, err error) {
+// write failed, marks the subscriber gone. When nothing is left to do, it
+// leaves the subscriber idle, as collect would, and reports true: the
+// runner must stop.
+func (s *subscriber) written(b batch, err error) (idle bool) {
 	if err == nil && len(b.bufs) > 0 {
 		now := time.Now().UnixNano()
 		s.lastWrite.Store(now)
@@ -400,6 +407,11 @@ func (s *subscriber) written(b batch, err error) {
 		clear(b.events)
 		s.spare = b.events[:0]
 	}
+	if s.reason == open && s.mode == live && len(s.queue) == 0 && !s.beat {
+		s.busy = false
+		return true
+	}
+	return false
 }
 
 // finish closes the subscriber: it leaves the index, ends the response and
