@@ -16,7 +16,11 @@
 //
 // Every hub keeps a history (herald's and Mercure's on disk unless the
 // hub's name says memory, nchan's in memory), sends a heartbeat every 15 s
-// and logs errors only.
+// and logs errors only. The fan-out suite also runs the floor
+// (cmd/fanfloor), no hub but a server that makes one write per delivery and
+// nothing else: the least a hub that writes each event to each subscriber
+// can spend. The tables give herald's ratios to the best peer and to the
+// floor, and the floor's to the best peer.
 package main
 
 import (
@@ -168,7 +172,9 @@ var suites = map[string]suite{
 		{name: "19,950 connections held 20 s", args: []string{"conns", "-subscribers", "19950", "-rate", "2000", "-hold", "20s"}, metrics: connsMetrics},
 	}, false},
 	// Fan-out: CPU per delivery and latency.
-	"fanout": {"herald,nchan,mercure,herald-memory", []scenario{
+	// The floor (cmd/fanfloor) shows the least any hub that writes each
+	// event to each subscriber can spend.
+	"fanout": {"herald,nchan,mercure,herald-memory,floor", []scenario{
 		{name: "saturating: 1,000 subscribers, 2,000 events, 4 publishers", args: []string{"fanout", "-subscribers", "1000", "-events", "2000", "-publishers", "4"}, metrics: fanoutMetrics},
 		{name: "paced: 100 events/s to 1,000 subscribers, 15 s", args: []string{"fanout", "-subscribers", "1000", "-events", "1500", "-rate", "100"}, metrics: fanoutMetrics},
 	}, false},
@@ -196,7 +202,7 @@ func sweeps() []scenario {
 func main() {
 	suiteFlag := flag.String("suite", "publish", "the scenarios to run: "+strings.Join(sortedKeys(suites), ", "))
 	rounds := flag.Int("rounds", 3, "rounds; each runs every scenario on every hub")
-	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan, or herald with other flags as herald+flag=value, e.g. herald+batch-interval=20ms (default: the suite's)")
+	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan, floor (cmd/fanfloor: one write per delivery and nothing else; fan-out only), or herald with other flags as herald+flag=value, e.g. herald+batch-interval=20ms (default: the suite's)")
 	out := flag.String("out", "results", "the directory for the raw results and charts")
 	write := flag.String("write", "", "a Markdown file whose <!-- peers:SUITE --> block the tables replace, e.g. ../BENCHMARKS.md")
 	chartPath := flag.String("chart", "", "where a suite with a chart writes it (default: in -out, named after the time)")
@@ -225,6 +231,13 @@ func main() {
 		mercure := filepath.Join(work, "mercure")
 		build(mercure, "peers/mercure", ".")
 		all["mercure"] = mercureHub(mercure)
+	}
+	if slices.Contains(names, "floor") {
+		floor := filepath.Join(work, "fanfloor")
+		build(floor, ".", "./cmd/fanfloor")
+		all["floor"] = hub{name: "floor", target: mercureURL, pids: ownPID, start: func(dir string, port int) *exec.Cmd {
+			return exec.Command(floor, "-addr", fmt.Sprint("127.0.0.1:", port))
+		}}
 	}
 	if slices.Contains(names, "nchan") {
 		h, err := nchanHub()
@@ -676,26 +689,39 @@ func report(w io.Writer, scenarios []scenario, names []string, results map[strin
 		if len(names) < 2 {
 			continue
 		}
-		fmt.Fprintf(w, "| **%s ÷ best peer** |", names[0])
-		for _, m := range sc.metrics {
-			own, ok := medianOf(results[sc.name][names[0]], m)
-			best, found := 0.0, false
-			for _, name := range names[1:] {
-				if strings.HasPrefix(name, "herald") {
-					continue // a variant of herald, not a peer
-				}
-				if v, ok := medianOf(results[sc.name][name], m); ok && (!found || m.higher && v > best || !m.higher && v < best) {
-					best, found = v, true
-				}
-			}
-			if ok && found && best != 0 {
-				fmt.Fprintf(w, " %.2f |", own/best)
-			} else {
-				fmt.Fprint(w, " – |")
+		var peers []string
+		for _, name := range names[1:] {
+			if !strings.HasPrefix(name, "herald") && name != "floor" { // variants of herald and the floor are no peers
+				peers = append(peers, name)
 			}
 		}
-		fmt.Fprintln(w, " |")
+		ratioRow(w, sc, results, names[0], "best peer", peers)
+		if slices.Contains(names, "floor") {
+			ratioRow(w, sc, results, "floor", "best peer", peers)
+			ratioRow(w, sc, results, names[0], "floor", []string{"floor"})
+		}
 	}
+}
+
+// ratioRow writes a row of the ratios of a hub's medians to the best of
+// others' (the floor's, the best peer's).
+func ratioRow(w io.Writer, sc scenario, results map[string]map[string][]map[string]any, num, label string, others []string) {
+	fmt.Fprintf(w, "| **%s ÷ %s** |", num, label)
+	for _, m := range sc.metrics {
+		own, ok := medianOf(results[sc.name][num], m)
+		best, found := 0.0, false
+		for _, name := range others {
+			if v, ok := medianOf(results[sc.name][name], m); ok && (!found || m.higher && v > best || !m.higher && v < best) {
+				best, found = v, true
+			}
+		}
+		if ok && found && best != 0 {
+			fmt.Fprintf(w, " %.2f |", own/best)
+		} else {
+			fmt.Fprint(w, " – |")
+		}
+	}
+	fmt.Fprintln(w, " |")
 }
 
 // heraldCommit names the commit herald is built from, with "-dirty" when
