@@ -16,10 +16,10 @@
 //
 // Every hub keeps a history (herald's and Mercure's on disk unless the
 // hub's name says memory, nchan's in memory), sends a heartbeat every 15 s
-// and logs errors only. The fan-out suite also runs the floor
-// (cmd/fanfloor), no hub but a server that makes one write per delivery and
-// nothing else: the least a hub that writes each event to each subscriber
-// can spend. The tables give herald's ratios to the best peer and to the
+// and logs errors only. The fan-out and reconnection suites also run the
+// floor (cmd/fanfloor), no hub but a server that makes one write per
+// delivery and nothing else: the least a hub that writes each event to each
+// subscriber can spend. The tables give herald's ratios to the best peer and to the
 // floor, and the floor's to the best peer.
 package main
 
@@ -173,13 +173,13 @@ var suites = map[string]suite{
 	}, false},
 	// Fan-out: CPU per delivery and latency.
 	// The floor (cmd/fanfloor) shows the least any hub that writes each
-	// event to each subscriber can spend.
+	// event to each subscriber can spend, and how soon it answers.
 	"fanout": {"herald,nchan,mercure,herald-memory,floor", []scenario{
 		{name: "saturating: 1,000 subscribers, 2,000 events, 4 publishers", args: []string{"fanout", "-subscribers", "1000", "-events", "2000", "-publishers", "4"}, metrics: fanoutMetrics},
 		{name: "paced: 100 events/s to 1,000 subscribers, 15 s", args: []string{"fanout", "-subscribers", "1000", "-events", "1500", "-rate", "100"}, metrics: fanoutMetrics},
 	}, false},
 	// Subscribers cut at random and resuming with Last-Event-ID.
-	"reconnect": {"herald,nchan,mercure", []scenario{
+	"reconnect": {"herald,nchan,mercure,floor", []scenario{
 		{name: "reconnect storm: 500 subscribers, one cut every 20 ms, 3,000 events at 200/s", args: []string{"reconnect", "-subscribers", "500", "-events", "3000", "-rate", "200", "-kill-every", "20ms"}, metrics: reconnectMetrics},
 	}, false},
 	// How cost grows with subscribers and with topics.
@@ -202,7 +202,7 @@ func sweeps() []scenario {
 func main() {
 	suiteFlag := flag.String("suite", "publish", "the scenarios to run: "+strings.Join(sortedKeys(suites), ", "))
 	rounds := flag.Int("rounds", 3, "rounds; each runs every scenario on every hub")
-	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan, floor (cmd/fanfloor: one write per delivery and nothing else; fan-out only), or herald with other flags as herald+flag=value, e.g. herald+batch-interval=20ms (default: the suite's)")
+	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan, floor (cmd/fanfloor: one write per delivery and nothing else), or herald with other flags as herald+flag=value, e.g. herald+batch-interval=20ms (default: the suite's)")
 	out := flag.String("out", "results", "the directory for the raw results and charts")
 	write := flag.String("write", "", "a Markdown file whose <!-- peers:SUITE --> block the tables replace, e.g. ../BENCHMARKS.md")
 	chartPath := flag.String("chart", "", "where a suite with a chart writes it (default: in -out, named after the time)")

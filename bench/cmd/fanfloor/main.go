@@ -17,9 +17,12 @@
 // ID, and its event, encoded and framed once, goes to every subscriber of
 // its topics with one write(2) each, from a pool of workers that each own
 // a share of the subscribers (as nchan's workers and herald's pool do). A
-// subscriber whose socket does not take a whole event at once is cut. There
-// is no history, no heartbeat, no authorization: it is a measuring stick,
-// not a hub.
+// subscriber whose socket does not take a whole event at once is cut.
+// Events are kept in memory, all of them, so that a subscription with
+// Last-Event-ID gets the events after it in the same write as the response
+// head, and then the rest live, none missed or repeated: the reconnection
+// storm can run it too. There is no heartbeat and no authorization: it is a
+// measuring stick, not a hub.
 package main
 
 import (
@@ -51,7 +54,7 @@ func main() {
 	}
 	s := &server{}
 	for range max(*workers, 1) {
-		w := &worker{subs: map[string][]int{}, events: make(chan event, 1024)}
+		w := &worker{subs: map[string][]sub{}, events: make(chan event, 1024)}
 		s.workers = append(s.workers, w)
 		go w.run()
 	}
@@ -68,19 +71,31 @@ func main() {
 type server struct {
 	workers []*worker
 	next    atomic.Uint64 // the next worker to own a subscriber
-	ids     atomic.Uint64
+
+	order   sync.Mutex // held by a publication, to hand events to the workers in order
+	mu      sync.Mutex
+	history []event // every event: history[i] has the ID urn:fanfloor:i+1
 }
 
-// event is one framed event for the subscribers of a topic.
+// event is one framed event for the subscribers of its topics.
 type event struct {
-	topic string
-	chunk []byte
+	seq    int // its place in the history, from 1
+	topics []string
+	chunk  []byte
+}
+
+// sub is a subscriber: its socket, and the last event it has, which the
+// worker writes no event up to.
+type sub struct {
+	fd    int
+	after int
 }
 
 // worker writes events to its subscribers' sockets, on a thread of its own.
 type worker struct {
 	mu     sync.Mutex
-	subs   map[string][]int // topic → socket descriptors
+	subs   map[string][]sub // by topic
+	sent   int              // the last event written to the subscribers
 	events chan event
 }
 
@@ -88,7 +103,16 @@ func (w *worker) run() {
 	runtime.LockOSThread()
 	for ev := range w.events {
 		w.mu.Lock()
-		for _, fd := range w.subs[ev.topic] {
+		w.sent = ev.seq
+		subs := w.subs[ev.topics[0]]
+		if len(ev.topics) > 1 {
+			subs = w.union(ev.topics)
+		}
+		for _, sb := range subs {
+			if ev.seq <= sb.after {
+				continue
+			}
+			fd := sb.fd
 			// The socket is nonblocking (the Go runtime's); a write
 			// that does not take the whole chunk cuts the subscriber.
 			n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&ev.chunk[0])), uintptr(len(ev.chunk)))
@@ -100,12 +124,50 @@ func (w *worker) run() {
 	}
 }
 
-func (w *worker) add(topics []string, fd int) {
-	w.mu.Lock()
+// union returns the subscribers of any of topics, each once.
+func (w *worker) union(topics []string) []sub {
+	var subs []sub
 	for _, t := range topics {
-		w.subs[t] = append(w.subs[t], fd)
+		for _, sb := range w.subs[t] {
+			if !slices.Contains(subs, sb) {
+				subs = append(subs, sb)
+			}
+		}
 	}
-	w.mu.Unlock()
+	return subs
+}
+
+// add makes fd a subscriber of topics, after writing it the events of its
+// topics from the one after the event after (0: none) up to the last the
+// worker has written to its subscribers: the worker writes it the next
+// ones, from the one after both.
+func (w *worker) add(s *server, topics []string, fd int, after int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []byte
+	if after > 0 {
+		s.mu.Lock()
+		for _, ev := range s.history[min(after, w.sent):w.sent] {
+			if slices.ContainsFunc(ev.topics, func(t string) bool { return slices.Contains(topics, t) }) {
+				out = append(out, ev.chunk...)
+			}
+		}
+		s.mu.Unlock()
+	}
+	for len(out) > 0 {
+		n, err := syscall.Write(fd, out)
+		if err == syscall.EAGAIN {
+			return err // a catch-up larger than the socket takes: not for this measure
+		}
+		if err != nil {
+			return err
+		}
+		out = out[n:]
+	}
+	for _, t := range topics {
+		w.subs[t] = append(w.subs[t], sub{fd, max(after, w.sent)})
+	}
+	return nil
 }
 
 // remove takes fd out before its connection is closed, so that no write
@@ -113,7 +175,7 @@ func (w *worker) add(topics []string, fd int) {
 func (w *worker) remove(topics []string, fd int) {
 	w.mu.Lock()
 	for _, t := range topics {
-		w.subs[t] = slices.DeleteFunc(w.subs[t], func(x int) bool { return x == fd })
+		w.subs[t] = slices.DeleteFunc(w.subs[t], func(x sub) bool { return x.fd == fd })
 	}
 	w.mu.Unlock()
 }
@@ -126,7 +188,7 @@ func (s *server) serve(c *net.TCPConn) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	for {
-		method, target, length, err := readHead(br)
+		method, target, length, lastEventID, err := readHead(br)
 		if err != nil {
 			return
 		}
@@ -137,7 +199,7 @@ func (s *server) serve(c *net.TCPConn) {
 				_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 				return
 			}
-			s.subscribe(c, br, u.Query()["topic"])
+			s.subscribe(c, br, u.Query()["topic"], lastEventID)
 			return
 		case "POST":
 			if length < 0 || length > 1<<20 {
@@ -152,15 +214,9 @@ func (s *server) serve(c *net.TCPConn) {
 				_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 				continue
 			}
-			id := "urn:fanfloor:" + strconv.FormatUint(s.ids.Add(1), 10)
+			id := s.publish(form["topic"], form.Get("data"))
 			if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(id), id); err != nil {
 				return
-			}
-			chunk := frame(id, form.Get("data"))
-			for _, t := range form["topic"] {
-				for _, w := range s.workers {
-					w.events <- event{t, chunk}
-				}
 			}
 		default:
 			return
@@ -168,9 +224,34 @@ func (s *server) serve(c *net.TCPConn) {
 	}
 }
 
-func (s *server) subscribe(c *net.TCPConn, br *bufio.Reader, topics []string) {
-	if _, err := io.WriteString(c, streamHead); err != nil {
-		return
+// publish keeps an event and hands it to the workers, in order; it
+// returns the event's ID.
+func (s *server) publish(topics []string, data string) string {
+	s.order.Lock()
+	defer s.order.Unlock()
+	s.mu.Lock()
+	ev := event{seq: len(s.history) + 1, topics: topics}
+	id := "urn:fanfloor:" + strconv.Itoa(ev.seq)
+	ev.chunk = frame(id, data)
+	s.history = append(s.history, ev)
+	s.mu.Unlock()
+	// Not under mu, which a worker's add may wait for while its worker
+	// waits for it.
+	for _, w := range s.workers {
+		w.events <- ev
+	}
+	return id
+}
+
+func (s *server) subscribe(c *net.TCPConn, br *bufio.Reader, topics []string, lastEventID string) {
+	after := 0
+	if lastEventID != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(lastEventID, "urn:fanfloor:"))
+		if err != nil || n < 0 {
+			_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			return
+		}
+		after = n
 	}
 	raw, err := c.SyscallConn()
 	if err != nil {
@@ -178,8 +259,15 @@ func (s *server) subscribe(c *net.TCPConn, br *bufio.Reader, topics []string) {
 	}
 	fd := -1
 	_ = raw.Control(func(f uintptr) { fd = int(f) })
+	// The head goes at once; the events wait for the worker to finish
+	// writing the one it is on.
+	if _, err := io.WriteString(c, streamHead); err != nil {
+		return
+	}
 	w := s.workers[s.next.Add(1)%uint64(len(s.workers))]
-	w.add(topics, fd)
+	if err := w.add(s, topics, fd, after); err != nil {
+		return
+	}
 	_, _ = io.Copy(io.Discard, br) // until the client goes
 	w.remove(topics, fd)
 }
@@ -199,29 +287,34 @@ func frame(id, data string) []byte {
 }
 
 // readHead reads a request line and headers, returning the method, the
-// target and the Content-Length (-1 if none).
-func readHead(br *bufio.Reader) (method, target string, length int, err error) {
+// target, the Content-Length (-1 if none) and the Last-Event-ID.
+func readHead(br *bufio.Reader) (method, target string, length int, lastEventID string, err error) {
 	line, err := br.ReadString('\n')
 	if err != nil {
-		return "", "", 0, err
+		return "", "", 0, "", err
 	}
 	f := strings.Fields(line)
 	if len(f) != 3 {
-		return "", "", 0, fmt.Errorf("bad request line %q", line)
+		return "", "", 0, "", fmt.Errorf("bad request line %q", line)
 	}
 	length = -1
 	for {
 		h, err := br.ReadSlice('\n')
 		if err != nil {
-			return "", "", 0, err
+			return "", "", 0, "", err
 		}
 		if len(bytes.TrimSpace(h)) == 0 {
-			return f[0], f[1], length, nil
+			return f[0], f[1], length, lastEventID, nil
 		}
-		if name, value, ok := bytes.Cut(h, []byte(":")); ok && bytes.EqualFold(name, []byte("Content-Length")) {
+		name, value, ok := bytes.Cut(h, []byte(":"))
+		switch {
+		case !ok:
+		case bytes.EqualFold(name, []byte("Content-Length")):
 			if length, err = strconv.Atoi(string(bytes.TrimSpace(value))); err != nil {
-				return "", "", 0, err
+				return "", "", 0, "", err
 			}
+		case bytes.EqualFold(name, []byte("Last-Event-ID")):
+			lastEventID = string(bytes.TrimSpace(value))
 		}
 	}
 }
