@@ -52,17 +52,22 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	log.Printf("fanfloor: listening on %s, %d workers", ln.Addr(), max(*workers, 1))
+	log.Fatal(serveOn(ln, *workers))
+}
+
+// serveOn serves on ln until it fails.
+func serveOn(ln net.Listener, workers int) error {
 	s := &server{}
-	for range max(*workers, 1) {
+	for range max(workers, 1) {
 		w := &worker{subs: map[string][]sub{}, events: make(chan event, 1024)}
 		s.workers = append(s.workers, w)
 		go w.run()
 	}
-	log.Printf("fanfloor: listening on %s, %d workers", ln.Addr(), len(s.workers))
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		go s.serve(c.(*net.TCPConn))
 	}
