@@ -287,16 +287,15 @@ func (s *subscriber) collect(bufs [][]byte) (b batch, reason closeReason, idle b
 		s.mu.Unlock()
 		return s.collectCatchUp(from, bufs)
 	}
-	evs, next := s.queue, s.next
-	if len(evs) == 0 {
-		if s.beat {
-			s.beat = false
-			s.mu.Unlock()
-			return batch{bufs: append(bufs, heartbeat), upto: next, heartbeat: true}, open, false
-		}
-		s.busy = false
+	if s.idleLocked() {
 		s.mu.Unlock()
 		return b, open, true
+	}
+	evs, next := s.queue, s.next
+	if len(evs) == 0 { // a heartbeat alone
+		s.beat = false
+		s.mu.Unlock()
+		return batch{bufs: append(bufs, heartbeat), upto: next, heartbeat: true}, open, false
 	}
 	s.queue, s.spare = s.spare[:0], nil
 	s.beat = false // events keep the connection alive as well
@@ -381,8 +380,8 @@ func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeRea
 
 // written records the end of a write: it moves the cursor, or, when the
 // write failed, marks the subscriber gone. When nothing is left to do, it
-// leaves the subscriber idle, as collect would, and reports true: the
-// runner must stop.
+// leaves the subscriber idle (idleLocked), sparing the runner a collect
+// that would find nothing, and reports true: the runner must stop.
 func (s *subscriber) written(b batch, err error) (idle bool) {
 	if err == nil && len(b.bufs) > 0 {
 		now := time.Now().UnixNano()
@@ -407,11 +406,19 @@ func (s *subscriber) written(b batch, err error) (idle bool) {
 		clear(b.events)
 		s.spare = b.events[:0]
 	}
-	if s.reason == open && s.mode == live && len(s.queue) == 0 && !s.beat {
-		s.busy = false
-		return true
+	return s.idleLocked()
+}
+
+// idleLocked leaves the subscriber idle, and reports true, when it is open
+// and has nothing to write: no event queued, no heartbeat due, not
+// catching up. A runner then stops; the next offer or heartbeat schedules
+// one. s.mu is held.
+func (s *subscriber) idleLocked() bool {
+	if s.reason != open || s.mode != live || len(s.queue) > 0 || s.beat {
+		return false
 	}
-	return false
+	s.busy = false
+	return true
 }
 
 // finish closes the subscriber: it leaves the index, ends the response and

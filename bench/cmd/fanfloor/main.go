@@ -117,12 +117,11 @@ func (w *worker) run() {
 			if ev.seq <= sb.after {
 				continue
 			}
-			fd := sb.fd
 			// The socket is nonblocking (the Go runtime's); a write
 			// that does not take the whole chunk cuts the subscriber.
-			n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&ev.chunk[0])), uintptr(len(ev.chunk)))
+			n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(sb.fd), uintptr(unsafe.Pointer(&ev.chunk[0])), uintptr(len(ev.chunk)))
 			if errno != 0 || int(n) != len(ev.chunk) {
-				_ = syscall.Shutdown(fd, syscall.SHUT_RDWR) // its reader sees the end and removes it
+				_ = syscall.Shutdown(sb.fd, syscall.SHUT_RDWR) // its reader sees the end and removes it
 			}
 		}
 		w.mu.Unlock()
@@ -161,11 +160,8 @@ func (w *worker) add(s *server, topics []string, fd int, after int) error {
 	}
 	for len(out) > 0 {
 		n, err := syscall.Write(fd, out)
-		if err == syscall.EAGAIN {
-			return err // a catch-up larger than the socket takes: not for this measure
-		}
 		if err != nil {
-			return err
+			return err // EAGAIN among them: a catch-up larger than the socket takes is not for this measure
 		}
 		out = out[n:]
 	}
