@@ -23,7 +23,6 @@ func TestSubscribeAndPublish(t *testing.T) {
 		"Content-Type":      "text/event-stream",
 		"Cache-Control":     "private, no-cache, no-store, must-revalidate, max-age=0",
 		"X-Accel-Buffering": "no",
-		"Connection":        "keep-alive",
 		"Pragma":            "no-cache",
 	} {
 		if got := h.Get(k); got != want {
@@ -32,6 +31,12 @@ func TestSubscribeAndPublish(t *testing.T) {
 	}
 	if h.Get("Last-Event-ID") != "" {
 		t.Errorf("Last-Event-ID %q on a request without one", h.Get("Last-Event-ID"))
+	}
+	// The hub closes the connection at the end of the stream, and says
+	// so: a client must not pool it (net/http's client takes the header
+	// out and sets Close).
+	if !s.resp.Close {
+		t.Error("the response does not say Connection: close")
 	}
 
 	id := th.publish(t, "https://example.com/a", "line 1\nline 2\r\nline 3", "type", "update", "retry", "2500")

@@ -169,6 +169,7 @@ type Hub struct {
 	ended   *endedTopics
 	timers  *timers
 	runq    *runQueue
+	watcher *watcher
 	workers int
 
 	// cur is the position the dispatcher is delivering, stored before it
@@ -223,6 +224,7 @@ func New(cfg Config) (*Hub, error) {
 	h.cur.Store(next - 1)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 
+	h.watcher = newWatcher(h.logger)
 	h.bg.Add(3)
 	go h.dispatchLoop(next)
 	go h.timerLoop()
@@ -274,13 +276,20 @@ func (h *Hub) Publish(ctx context.Context, u Update) (string, error) {
 	return h.append(ctx, u)
 }
 
-// append appends an update that passed validation.
-func (h *Hub) append(ctx context.Context, u Update) (string, error) {
+// newEvent returns the event of an update, with its ID (generated if the
+// update has none) and its encoded form.
+func newEvent(u Update) *Event {
 	if u.ID == "" {
 		u.ID = newID()
 	}
 	ev := &Event{Update: u}
 	ev.wire = encode(ev)
+	return ev
+}
+
+// append appends an update that passed validation.
+func (h *Hub) append(ctx context.Context, u Update) (string, error) {
+	ev := newEvent(u)
 	if err := h.log.Append(ctx, ev); err != nil {
 		return "", err
 	}
@@ -292,7 +301,7 @@ func (h *Hub) append(ctx context.Context, u Update) (string, error) {
 		// the wait, so its ID is the answer.
 		h.waitDispatched(ctx, ev.Pos)
 	}
-	return u.ID, nil
+	return ev.ID, nil
 }
 
 // waitDispatched waits until the dispatcher has dispatched the event at
@@ -364,12 +373,13 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			h.index.subscribers(func(s *subscriber) { s.sink.abort() })
+			h.index.subscribers(func(s *subscriber) { s.abort() })
 			<-done
 		}
 		// Every subscriber has finished: nothing will be scheduled once
 		// the dispatcher and the timers stop.
 		h.cancel()
+		h.watcher.close()
 		h.bg.Wait()
 		h.runq.close()
 		h.pool.Wait()

@@ -16,6 +16,9 @@ import (
 // sink is where a subscriber's bytes go. One runner at a time uses it,
 // except abort, which any goroutine may call.
 type sink interface {
+	// start writes the response's head and a first comment. The
+	// subscriber's runner calls it first, once.
+	start() error
 	// send writes bufs whole, in order. A sink that writes without
 	// blocking returns false when the connection would have blocked;
 	// finish then writes the rest, waiting as long as the dispatch
@@ -39,6 +42,7 @@ type connSink struct {
 	conn    net.Conn
 	raw     rawConn // nil: writes may block, so they run on a goroutine
 	timeout time.Duration
+	head    []byte // the response's head, until start writes it
 
 	hdr     [20]byte    // the chunk size line
 	iov     [][]byte    // the write vector: size line, buffers, CRLF
@@ -58,6 +62,12 @@ func newConnSink(conn net.Conn, timeout time.Duration) *connSink {
 }
 
 func (c *connSink) nonblocking() bool { return c.raw != nil }
+
+func (c *connSink) start() error {
+	head := c.head
+	c.head = nil
+	return c.writeBlocking([][]byte{head})
+}
 
 // frame makes bufs one chunk of the chunked body.
 func (c *connSink) frame(bufs [][]byte) [][]byte {
@@ -157,6 +167,13 @@ func newHandlerSink(w http.ResponseWriter, timeout time.Duration) *handlerSink {
 }
 
 func (s *handlerSink) nonblocking() bool { return false }
+
+// start sends the head, with a first comment: the handler has set the
+// headers.
+func (s *handlerSink) start() error {
+	_, err := s.send([][]byte{heartbeat})
+	return err
+}
 
 func (s *handlerSink) send(bufs [][]byte) (bool, error) {
 	// Without write deadlines a stuck client holds the handler until the

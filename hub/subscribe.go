@@ -94,21 +94,29 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	// The subscriber enters the index, and its connection is announced,
+	// before the response's head goes out: a client that has its answer
+	// finds itself in the subscriptions API. Until its runner starts (it
+	// is busy), offers only wake nothing and a stop only marks it.
+	h.index.add(s)
 	snk, exec, err := h.openStream(w, r)
 	if err != nil {
+		h.index.remove(s)
 		if h.logger.Enabled(r.Context(), levelDebug) {
 			h.logger.Debug("hub: opening a stream failed", "remote", r.RemoteAddr, "error", err)
 		}
 		return
 	}
-	s.sink, s.exec = snk, exec
+	registered = true
+	s.mu.Lock()
+	s.sink, s.exec = snk, exec // Shutdown may look at the sink already
+	s.mu.Unlock()
 	if exec == onHandler {
 		s.wake = make(chan struct{}, 1)
+	} else {
+		h.watchConn(s, snk.(*connSink).conn)
 	}
 	s.lastWrite.Store(now.UnixNano())
-
-	registered = true
-	h.index.add(s)
 	// The dispatcher may have applied an ending event between endOf above
 	// and the add, too late to find s in the index: look again. (An end
 	// applied after the add finds s, and endAfter is idempotent.)
@@ -122,7 +130,10 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	if h.logger.Enabled(r.Context(), levelDebug) {
 		h.logger.Debug("hub: subscriber joined", "subscriber", s.id, "topics", topics, "remote", r.RemoteAddr)
 	}
-	h.subscriptionEvents(s, true)
+	h.announce(s)
+	if err := snk.start(); err != nil {
+		s.stop(gone)
+	}
 
 	// Catch up here, then hand the subscriber over, unless it is served
 	// by this handler.
@@ -185,14 +196,15 @@ func (h *Hub) resume(ctx context.Context, r *http.Request, q url.Values) (start 
 	return first, EarliestID, true, nil
 }
 
-// openStream starts the response. An HTTP/1.1 connection is hijacked, so
-// that no goroutine stays with it: the status line, the headers and a first
-// comment are written here, and the body is chunked. Otherwise (HTTP/2, or
-// a writer that cannot be hijacked) the handler keeps the response.
+// openStream takes the response over for a stream, writing nothing yet:
+// the sink's start writes the head. An HTTP/1.1 connection is hijacked, so
+// that no goroutine stays with it: the hub writes the status line, the
+// headers and a first comment itself, and the body is chunked. Otherwise
+// (HTTP/2, or a writer that cannot be hijacked) the handler keeps the
+// response, which must support flushing.
 func (h *Hub) openStream(w http.ResponseWriter, r *http.Request) (sink, executor, error) {
-	rc := http.NewResponseController(w)
 	if r.ProtoMajor == 1 && r.ProtoMinor >= 1 {
-		conn, _, err := rc.Hijack()
+		conn, _, err := http.NewResponseController(w).Hijack()
 		switch {
 		case err == nil:
 			// The server's deadlines no longer apply; the sink sets its own.
@@ -201,10 +213,7 @@ func (h *Hub) openStream(w http.ResponseWriter, r *http.Request) (sink, executor
 				return nil, 0, err
 			}
 			cs := newConnSink(conn, h.cfg.DispatchTimeout)
-			if err := cs.writeBlocking([][]byte{responseHead(w.Header())}); err != nil {
-				conn.Close()
-				return nil, 0, err
-			}
+			cs.head = responseHead(w.Header())
 			if cs.nonblocking() {
 				return cs, onPool, nil
 			}
@@ -213,27 +222,41 @@ func (h *Hub) openStream(w http.ResponseWriter, r *http.Request) (sink, executor
 			return nil, 0, err
 		}
 	}
-	hs := newHandlerSink(w, h.cfg.DispatchTimeout)
-	if err := rc.Flush(); err != nil {
-		if errors.Is(err, http.ErrNotSupported) {
-			writeError(w, fmt.Errorf("hub: the response writer cannot flush: %w", err))
+	if !canFlush(w) {
+		err := fmt.Errorf("hub: the response writer cannot flush: %w", http.ErrNotSupported)
+		writeError(w, err)
+		return nil, 0, err
+	}
+	return newHandlerSink(w, h.cfg.DispatchTimeout), onHandler, nil
+}
+
+// canFlush reports whether http.ResponseController can flush w: whether w,
+// or a writer it unwraps to, flushes.
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case interface{ FlushError() error }, http.Flusher:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
 		}
-		return nil, 0, err
 	}
-	if _, err := hs.send([][]byte{heartbeat}); err != nil {
-		return nil, 0, err
-	}
-	return hs, onHandler, nil
 }
 
 // responseHead returns the head of a chunked 200 response with the given
 // headers, followed by a first chunk holding a comment, which gets the
-// stream going through proxies that wait for body bytes.
+// stream going through proxies that wait for body bytes. The hub closes
+// the connection when the stream ends, so the head says so: a client must
+// not take the connection back into its pool and send its next request
+// down a connection about to close.
 func responseHead(header http.Header) []byte {
 	var b bytes.Buffer
 	b.WriteString("HTTP/1.1 200 OK\r\n")
 	header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	header.Set("Transfer-Encoding", "chunked")
+	header.Set("Connection", "close")
 	_ = header.Write(&b)
 	b.WriteString("\r\n2\r\n:\n\r\n")
 	return b.Bytes()

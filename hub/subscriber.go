@@ -60,6 +60,7 @@ type closeReason uint8
 const (
 	open     closeReason = iota
 	gone                 // the client went away: a write failed
+	hungUp               // the client closed the connection
 	lifetime             // the connection reached its maximum lifetime
 	expired              // the subscriber's token expired
 	ended                // every topic of the subscription ended
@@ -68,7 +69,7 @@ const (
 )
 
 func (r closeReason) String() string {
-	return [...]string{"open", "client gone", "maximum lifetime", "token expired", "topics ended", "fell behind the history", "shutdown"}[r]
+	return [...]string{"open", "client gone", "client closed the connection", "maximum lifetime", "token expired", "topics ended", "fell behind the history", "shutdown"}[r]
 }
 
 // executor says who runs a subscriber.
@@ -91,6 +92,7 @@ type subscriber struct {
 	done   chan struct{} // closed when the subscriber has finished
 
 	members []*membership // its entries in the index, guarded by the index's lock
+	watched uint64        // its token in the hub's watcher; 0: not watched there
 
 	// Guarded by the timers' lock.
 	due      time.Time
@@ -172,6 +174,17 @@ func (s *subscriber) stop(reason closeReason) {
 			s.reason = reason
 		}
 	})
+}
+
+// abort cuts the subscriber's connection at once, failing any write in
+// progress, if it has one yet.
+func (s *subscriber) abort() {
+	s.mu.Lock()
+	snk := s.sink
+	s.mu.Unlock()
+	if snk != nil {
+		snk.abort()
+	}
 }
 
 // endAfter closes the subscriber once it has delivered the event at pos.
@@ -427,12 +440,13 @@ func (s *subscriber) finish(reason closeReason) {
 	h := s.h
 	h.index.remove(s)
 	h.timers.remove(s)
+	h.watcher.unwatch(s)
 	var final []byte
 	switch reason {
 	case shutdown:
 		// Spread the fleet's reconnections over a few seconds.
 		final = retryHint()
-	case gone:
+	case gone, hungUp:
 		s.sink.abort()
 	}
 	s.sink.close(final)
@@ -442,7 +456,7 @@ func (s *subscriber) finish(reason closeReason) {
 	if h.logger.Enabled(h.ctx, levelDebug) {
 		h.logger.Debug("hub: subscriber left", "subscriber", s.id, "reason", reason.String())
 	}
-	h.subscriptionEvents(s, false)
+	h.subscriptionEvents(s)
 	close(s.done)
 	h.live.done()
 }

@@ -67,23 +67,33 @@ type notices struct {
 	signal  chan struct{}
 }
 
-// subscriptionEvents publishes the events of a subscriber's connection or
-// departure, when the hub has subscriptions enabled.
-func (h *Hub) subscriptionEvents(s *subscriber, active bool) {
+// announce publishes the events of a subscriber's connection, when the
+// hub has subscriptions enabled, and returns once the log holds them: a
+// client that has its answer finds its connection in the log. A log that
+// refuses them costs the events, not the subscription.
+func (h *Hub) announce(s *subscriber) {
+	if !h.cfg.Subscriptions {
+		return
+	}
+	updates := s.subscriptionUpdates(true, nil)
+	evs := make([]*Event, len(updates))
+	for i, u := range updates {
+		evs[i] = newEvent(u)
+	}
+	if err := h.log.Append(h.ctx, evs...); err != nil && !h.closing.Load() {
+		h.logger.Warn("hub: publishing subscription events failed", "events", len(evs), "error", err)
+	}
+}
+
+// subscriptionEvents queues the events of a subscriber's departure, when
+// the hub has subscriptions enabled, for the goroutine that publishes them.
+func (h *Hub) subscriptionEvents(s *subscriber) {
 	if !h.cfg.Subscriptions {
 		return
 	}
 	n := &h.notes
 	n.mu.Lock()
-	for _, sel := range s.topics {
-		sub := s.subscription(sel, active)
-		sub.Context = jsonLDContext
-		data, err := json.Marshal(sub)
-		if err != nil {
-			continue // a payload that is not JSON cannot come from a verified token
-		}
-		n.pending = append(n.pending, Update{Topics: []string{sub.ID}, Data: string(data), Private: true})
-	}
+	n.pending = s.subscriptionUpdates(false, n.pending)
 	if drop := len(n.pending) - maxNotices; drop > 0 {
 		n.pending = n.pending[drop:]
 		h.logger.Warn("hub: too many subscription events waiting; dropped the oldest", "dropped", drop)
@@ -93,6 +103,21 @@ func (h *Hub) subscriptionEvents(s *subscriber, active bool) {
 	case n.signal <- struct{}{}:
 	default:
 	}
+}
+
+// subscriptionUpdates appends to updates the subscription events of s,
+// one per selector: private updates on the subscription's topic.
+func (s *subscriber) subscriptionUpdates(active bool, updates []Update) []Update {
+	for _, sel := range s.topics {
+		sub := s.subscription(sel, active)
+		sub.Context = jsonLDContext
+		data, err := json.Marshal(sub)
+		if err != nil {
+			continue // a payload that is not JSON cannot come from a verified token
+		}
+		updates = append(updates, Update{Topics: []string{sub.ID}, Data: string(data), Private: true})
+	}
+	return updates
 }
 
 // noticeLoop publishes subscription events, all that wait at a time in one
@@ -113,9 +138,7 @@ func (h *Hub) noticeLoop() {
 		n.mu.Unlock()
 		evs := make([]*Event, len(batch))
 		for i, u := range batch {
-			u.ID = newID()
-			evs[i] = &Event{Update: u}
-			evs[i].wire = encode(evs[i])
+			evs[i] = newEvent(u)
 		}
 		if err := h.log.Append(h.ctx, evs...); err != nil && h.ctx.Err() == nil {
 			h.logger.Warn("hub: publishing subscription events failed", "events", len(evs), "error", err)
