@@ -194,7 +194,7 @@ func BenchmarkTopicMatch(b *testing.B) {
 	const subs = 10_000
 	b.Run("index/exact/subscriptions=10000/topics=10000", func(b *testing.B) {
 		// A subscription per topic; the events go round the topics.
-		x := hub.NewTopicIndex(0)
+		x := hub.NewTopicIndex()
 		topics := make([][]string, subs)
 		for i := range subs {
 			topics[i] = []string{topicURL(i)}
@@ -204,7 +204,7 @@ func BenchmarkTopicMatch(b *testing.B) {
 	})
 	// Subscriptions to 100 shelves' templates, 100 subscribers each.
 	shelves := func() *hub.TopicIndex {
-		x := hub.NewTopicIndex(0)
+		x := hub.NewTopicIndex()
 		for i := range subs {
 			x.Add(fmt.Sprintf("https://example.com/shelves/%d/books/{id}", i%100))
 		}
@@ -225,7 +225,7 @@ func BenchmarkTopicMatch(b *testing.B) {
 	b.Run("index/templates=10000/subscriptions=10000/cached", func(b *testing.B) {
 		// Each subscription its own template: the index runs (the cache
 		// answers) every one of them for each event.
-		x := hub.NewTopicIndex(0)
+		x := hub.NewTopicIndex()
 		for i := range subs {
 			x.Add(fmt.Sprintf("https://example.com/users/%d/books/{id}", i))
 		}
@@ -234,7 +234,7 @@ func BenchmarkTopicMatch(b *testing.B) {
 	b.Run("index/template=1/subscriptions=10000", func(b *testing.B) {
 		// Everyone on https://example.com/books/{id}: one template run,
 		// and 10,000 subscribers reached.
-		x := hub.NewTopicIndex(0)
+		x := hub.NewTopicIndex()
 		for range subs {
 			x.Add("https://example.com/books/{id}")
 		}

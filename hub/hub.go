@@ -41,6 +41,9 @@ const (
 	// DefaultMaxEndedTopics bounds the ended topics the hub remembers: a
 	// topic forgotten is served again like any other.
 	DefaultMaxEndedTopics = 100_000
+	// DefaultMaxTemplates bounds the distinct URI templates the
+	// subscribers hold at once: some tens of MiB of compiled expressions.
+	DefaultMaxTemplates = 10_000
 )
 
 // Config configures a Hub. Its zero value gives a working hub that keeps
@@ -109,8 +112,19 @@ type Config struct {
 	// MaxTopics bounds the topics of an update and the selectors of a
 	// subscription. Zero means DefaultMaxTopics.
 	MaxTopics int
-	// MatchCacheSize bounds the caches of topic matching. Zero means
-	// DefaultMatchCacheSize.
+	// MaxTemplates bounds the distinct URI-template selectors that the
+	// subscribers hold at once. Each is a compiled regular expression, a
+	// few KiB, kept while a subscriber holds it, and matched against the
+	// topics its literal prefix fits: without a bound, clients could make
+	// the hub's memory, and its work per publication, grow as they
+	// please. A subscription that would add new templates past it is
+	// refused (503, too_many_templates, with Retry-After) before anything
+	// is compiled; templates that subscribers already hold cost nothing
+	// and are always accepted. Zero means DefaultMaxTemplates.
+	MaxTemplates int
+	// MatchCacheSize bounds the caches of matching the selectors of
+	// tokens' claims with topics: of results, and a tenth of it of
+	// compiled templates. Zero means DefaultMatchCacheSize.
 	MatchCacheSize int
 	// MaxEndedTopics bounds the ended topics remembered. Zero means
 	// DefaultMaxEndedTopics.
@@ -144,6 +158,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxTopics <= 0 {
 		c.MaxTopics = DefaultMaxTopics
+	}
+	if c.MaxTemplates <= 0 {
+		c.MaxTemplates = DefaultMaxTemplates
 	}
 	if c.MaxEndedTopics <= 0 {
 		c.MaxEndedTopics = DefaultMaxEndedTopics
@@ -212,7 +229,7 @@ func New(cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: read the log's bounds: %w", err)
 	}
-	h.index = newIndex(h.match)
+	h.index = newIndex(cfg.MaxTemplates)
 	h.ended = newEndedTopics(cfg.MaxEndedTopics)
 	if err := h.recallEnded(first, next); err != nil {
 		return nil, err

@@ -28,8 +28,10 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	registered := false
+	var adm admission // the room it holds in the index, until it joins
 	defer func() {
 		if !registered {
+			h.index.cancel(adm)
 			h.live.done()
 		}
 	}()
@@ -54,7 +56,11 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	endAt := h.ended.endOf(h.match, topics)
+	if adm, err = h.index.admit(topics); err != nil {
+		writeError(w, err)
+		return
+	}
+	endAt := h.ended.endOf(adm.sels)
 	if endAt != 0 && start > endAt {
 		// Every topic has ended and the client has had the last event:
 		// 204 tells an EventSource to stop reconnecting.
@@ -108,11 +114,11 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	s.lastWrite.Store(now.UnixNano())
 
 	registered = true
-	h.index.add(s)
+	h.index.join(s, adm)
 	// The dispatcher may have applied an ending event between endOf above
-	// and the add, too late to find s in the index: look again. (An end
-	// applied after the add finds s, and endAfter is idempotent.)
-	if at := h.ended.endOf(h.match, topics); at != 0 {
+	// and the join, too late to find s in the index: look again. (An end
+	// applied after the join finds s, and endAfter is idempotent.)
+	if at := h.ended.endOf(s.sels); at != 0 {
 		s.endAfter(at)
 	}
 	h.timers.add(s, now)
