@@ -58,6 +58,7 @@ const (
 
 // The error codes of the hub's bounds on what subscribers hold.
 const (
+	codeTooManySelectors = "too_many_selectors"
 	codeTooManyTemplates = "too_many_templates"
 )
 

@@ -41,6 +41,12 @@ const (
 	// DefaultMaxEndedTopics bounds the ended topics the hub remembers: a
 	// topic forgotten is served again like any other.
 	DefaultMaxEndedTopics = 100_000
+	// DefaultMaxSelectors bounds the topic selectors of one subscription.
+	// Centrifugo allows 128 channels per connection, nchan 255.
+	DefaultMaxSelectors = 256
+	// DefaultMaxClaimSelectors bounds the selectors of each claim of a
+	// token.
+	DefaultMaxClaimSelectors = 1000
 	// DefaultMaxTemplates bounds the distinct URI templates the
 	// subscribers hold at once: some tens of MiB of compiled expressions.
 	DefaultMaxTemplates = 10_000
@@ -109,9 +115,22 @@ type Config struct {
 	// MaxBodySize bounds a publish request's body, in bytes. Zero means
 	// DefaultMaxBodySize.
 	MaxBodySize int64
-	// MaxTopics bounds the topics of an update and the selectors of a
-	// subscription. Zero means DefaultMaxTopics.
+	// MaxTopics bounds the topics of an update. Zero means
+	// DefaultMaxTopics.
 	MaxTopics int
+	// MaxSelectors bounds the topic selectors of one subscription: each
+	// is an entry in the hub's index, and is matched against every event
+	// the subscriber reads from the history, so a client sending
+	// thousands would cost the hub memory, and time on every event. A
+	// subscription with more is refused (400, too_many_selectors). Zero
+	// means DefaultMaxSelectors.
+	MaxSelectors int
+	// MaxClaimSelectors bounds the selectors of each claim of a token
+	// (mercure.subscribe, mercure.publish): the first is matched against
+	// the topics of every private update offered to the subscriber, the
+	// second against those of every publication. A token with more is
+	// refused (401, invalid_token). Zero means DefaultMaxClaimSelectors.
+	MaxClaimSelectors int
 	// MaxTemplates bounds the distinct URI-template selectors that the
 	// subscribers hold at once. Each is a compiled regular expression, a
 	// few KiB, kept while a subscriber holds it, and matched against the
@@ -158,6 +177,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxTopics <= 0 {
 		c.MaxTopics = DefaultMaxTopics
+	}
+	if c.MaxSelectors <= 0 {
+		c.MaxSelectors = DefaultMaxSelectors
+	}
+	if c.MaxClaimSelectors <= 0 {
+		c.MaxClaimSelectors = DefaultMaxClaimSelectors
 	}
 	if c.MaxTemplates <= 0 {
 		c.MaxTemplates = DefaultMaxTemplates

@@ -144,9 +144,9 @@ func (h *Hub) selectors(q url.Values) ([]string, error) {
 	if len(topics) == 0 {
 		return nil, &Error{Status: http.StatusBadRequest, Code: codeMissingTopic, Message: `a subscription needs at least one "topic" parameter`}
 	}
-	if len(topics) > h.cfg.MaxTopics {
-		return nil, &Error{Status: http.StatusBadRequest, Code: codeTooManyTopics,
-			Message: fmt.Sprintf("a subscription may have at most %d topics, this one has %d", h.cfg.MaxTopics, len(topics))}
+	if len(topics) > h.cfg.MaxSelectors {
+		return nil, &Error{Status: http.StatusBadRequest, Code: codeTooManySelectors,
+			Message: fmt.Sprintf("a subscription may have at most %d topic selectors (max-selectors), this one has %d", h.cfg.MaxSelectors, len(topics))}
 	}
 	for _, t := range topics {
 		if err := checkTopic(t); err != nil {
