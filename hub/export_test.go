@@ -70,6 +70,14 @@ func (t *TopicIndex) Evaluated() uint64 { return t.x.evaluated.Load() }
 // publications.
 func TemplatesEvaluated(h *Hub) uint64 { return h.index.evaluated.Load() }
 
+// HeldTemplates returns the number of distinct templates h's subscribers
+// hold.
+func HeldTemplates(h *Hub) int {
+	h.index.mu.RLock()
+	defer h.index.mu.RUnlock()
+	return len(h.index.templates)
+}
+
 // Matcher is the hub's matcher of claims' selectors, with its caches.
 type Matcher struct{ m *matcher }
 

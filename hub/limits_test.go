@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -123,5 +124,101 @@ func TestMaxClaimSelectors(t *testing.T) {
 	var out []byte
 	if hub.AnswerPlain(strict.Hub, plain, &out) {
 		t.Fatalf("Serve answered a publication with a token past the bound: %q", out)
+	}
+}
+
+// The distinct templates that subscribers hold together are bounded by
+// MaxTemplates: a subscription that would add more is refused with 503 and
+// Retry-After; one whose templates are held already is accepted; room
+// comes back as subscribers leave, and is not kept by a HEAD request.
+func TestMaxTemplates(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hub.Config{MaxTemplates: 3})
+	ab := th.subscribe(t, q("topic", "/t/{a}", "topic", "/t/{b}", "topic", "/plain"), nil)
+	refuse := func(query string) {
+		t.Helper()
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			req := th.subscribeRequest(t, query, nil)
+			req.Method = method
+			if method == http.MethodHead {
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable {
+					t.Fatalf("HEAD %s: status %d, want 503", query, resp.StatusCode)
+				}
+				continue
+			}
+			r := refused(t, req)
+			r.check(t, http.StatusServiceUnavailable, "too_many_templates", "max-templates")
+			if r.header.Get("Retry-After") != "10" {
+				t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+			}
+		}
+	}
+	refuse(q("topic", "/t/{c}", "topic", "/t/{d}"))
+	head := th.subscribeRequest(t, q("topic", "/t/{c}"), nil)
+	head.Method = http.MethodHead
+	if status, _ := do(t, head); status != http.StatusOK {
+		t.Fatalf("HEAD: status %d", status)
+	}
+	ac := th.subscribe(t, q("topic", "/t/{a}", "topic", "/t/{c}", "topic", "/t/{c}"), nil) // the third
+	th.subscribe(t, q("topic", "/t/{a}", "topic", "/t/{b}", "topic", "/other"), nil)       // held already
+	refuse(q("topic", "/t/{e}"))
+	if n := hub.HeldTemplates(th.Hub); n != 3 {
+		t.Fatalf("%d templates held, want 3", n)
+	}
+	ab.close()
+	ac.close()
+	waitFor(t, "the subscribers to leave", func() bool {
+		if _, err := th.Publish(context.Background(), hub.Update{Topics: []string{"/t/c"}}); err != nil {
+			t.Fatal(err)
+		}
+		return hub.Subscribers(th.Hub) == 1
+	})
+	if n := hub.HeldTemplates(th.Hub); n != 2 {
+		t.Fatalf("%d templates held once /t/{c}'s subscriber left, want 2", n)
+	}
+	e := th.subscribe(t, q("topic", "/t/{e}"), nil)
+	th.publish(t, "/t/e", "room")
+	e.expect(t, "room")
+}
+
+// A flood of templates: 20 anonymous subscriptions of 1,000 distinct
+// templates each. With the default bounds each is refused, naming the
+// bound; with bounds raised to accept them, an unrelated subscriber still
+// gets its events, and a publication evaluates only the templates whose
+// literal prefix fits its topic.
+func TestTemplateFlood(t *testing.T) {
+	t.Parallel()
+	const conns, each = 20, 1000
+	flood := func(c int) string { return selectorsQuery(fmt.Sprintf("/flood/%d/%%d/{x}", c), each) }
+
+	th := newTestHub(t, hub.Config{})
+	for c := range conns {
+		refused(t, th.subscribeRequest(t, flood(c), nil)).check(t, http.StatusBadRequest, "too_many_selectors", "max-selectors")
+	}
+
+	th = newTestHub(t, hub.Config{MaxSelectors: each, MaxTemplates: conns*each + 1})
+	floods := make([]*stream, conns)
+	for c := range floods {
+		floods[c] = th.subscribe(t, flood(c), nil)
+	}
+	news := th.subscribe(t, q("topic", "/news/{id}"), nil)
+	before := hub.TemplatesEvaluated(th.Hub)
+	th.publish(t, "/flood/3/7/x", "flood")
+	const events = 30
+	for i := range events {
+		th.publish(t, fmt.Sprintf("/news/%d", i), fmt.Sprint(i))
+	}
+	for i := range events {
+		news.expect(t, fmt.Sprint(i))
+	}
+	floods[3].expect(t, "flood")
+	// One template fits each topic: /flood/3/7/{x}, then /news/{id}.
+	if n := hub.TemplatesEvaluated(th.Hub) - before; n != events+1 {
+		t.Fatalf("%d publications evaluated %d templates, want one each", events+1, n)
 	}
 }
