@@ -257,6 +257,44 @@ func BenchmarkTopicMatch(b *testing.B) {
 	})
 }
 
+// BenchmarkDispatchTemplates measures what the distinct URI templates that
+// subscribers hold cost each publication: the index's lookup of the
+// subscribers of an event, as the dispatcher does it, with 0 to 100,000
+// distinct templates held, one subscriber each.
+//
+//   - users: per-user templates (https://example.com/users/N/{x}), the
+//     topic a user's: one template's literal prefix fits it (it does not
+//     match: {x} takes no slash);
+//   - shared/repeated: templates that all share the topic's literal prefix
+//     and do not match it, an attacker's, and one topic again and again;
+//   - shared/fresh: the same templates, a new topic each publication.
+func BenchmarkDispatchTemplates(b *testing.B) {
+	const topic = "https://example.com/users/7/inbox/2026/12"
+	fresh := make([][]string, 10_000) // more than the topics whose verdicts are kept
+	for i := range fresh {
+		fresh[i] = []string{fmt.Sprintf("%s/%d", topic, i)}
+	}
+	for _, n := range []int{0, 1_000, 10_000, 100_000} {
+		users := hub.NewTopicIndex()
+		for i := range n {
+			users.Add(fmt.Sprintf("https://example.com/users/%d/{x}", i))
+		}
+		b.Run(fmt.Sprintf("users/templates=%d", n), func(b *testing.B) {
+			benchIndex(b, users, [][]string{{topic}}, 0)
+		})
+		shared := hub.NewTopicIndex()
+		for i := range n {
+			shared.Add(fmt.Sprintf("https://example.com/users/{id}/n%d{?q}", i))
+		}
+		b.Run(fmt.Sprintf("shared/repeated/templates=%d", n), func(b *testing.B) {
+			benchIndex(b, shared, [][]string{{topic}}, 0)
+		})
+		b.Run(fmt.Sprintf("shared/fresh/templates=%d", n), func(b *testing.B) {
+			benchIndex(b, shared, fresh, 0)
+		})
+	}
+}
+
 // benchIndex looks up the subscribers of events whose topics go round
 // topics; each must reach want subscribers.
 func benchIndex(b *testing.B, x *hub.TopicIndex, topics [][]string, want int) {
