@@ -175,20 +175,19 @@ func (c *Config) setDefaults() {
 	if c.MaxBodySize <= 0 {
 		c.MaxBodySize = DefaultMaxBodySize
 	}
-	if c.MaxTopics <= 0 {
-		c.MaxTopics = DefaultMaxTopics
-	}
-	if c.MaxSelectors <= 0 {
-		c.MaxSelectors = DefaultMaxSelectors
-	}
-	if c.MaxClaimSelectors <= 0 {
-		c.MaxClaimSelectors = DefaultMaxClaimSelectors
-	}
-	if c.MaxTemplates <= 0 {
-		c.MaxTemplates = DefaultMaxTemplates
-	}
-	if c.MaxEndedTopics <= 0 {
-		c.MaxEndedTopics = DefaultMaxEndedTopics
+	for _, b := range []struct {
+		n   *int
+		def int
+	}{
+		{&c.MaxTopics, DefaultMaxTopics},
+		{&c.MaxSelectors, DefaultMaxSelectors},
+		{&c.MaxClaimSelectors, DefaultMaxClaimSelectors},
+		{&c.MaxTemplates, DefaultMaxTemplates},
+		{&c.MaxEndedTopics, DefaultMaxEndedTopics},
+	} {
+		if *b.n <= 0 {
+			*b.n = b.def
+		}
 	}
 	if c.SubscriberKey == nil {
 		c.Anonymous = true
