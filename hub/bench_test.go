@@ -302,7 +302,7 @@ func benchIndex(b *testing.B, x *hub.TopicIndex, topics [][]string, want int) {
 		b.Fatalf("an event for %v reaches %d subscribers, want %d", topics[0], got, want)
 	}
 	b.ReportAllocs()
-	i := 0
+	i := 1 % len(topics) // the first was seen above
 	for b.Loop() {
 		if x.Reached(topics[i]) != want {
 			b.Fatalf("an event for %v missed subscribers", topics[i])
