@@ -96,14 +96,8 @@ func parsePublicKey(material []byte) (any, error) {
 // Alg returns the key's signing algorithm.
 func (k *Key) Alg() string { return k.alg }
 
-// Limits on tokens.
-const (
-	// maxTokenLength bounds a token: each one is parsed and verified.
-	maxTokenLength = 16 << 10
-	// maxClaimSelectors bounds the selectors of a claim, each matched on
-	// every delivery to the subscriber.
-	maxClaimSelectors = 1000
-)
+// maxTokenLength bounds a token: each one is parsed and verified.
+const maxTokenLength = 16 << 10
 
 // claims are the Mercure claims of a verified token.
 type claims struct {
@@ -159,9 +153,6 @@ func parse(key *Key, token string) (*claims, error) {
 	}
 	if c == nil {
 		c = &claims{}
-	}
-	if len(c.Publish) > maxClaimSelectors || len(c.Subscribe) > maxClaimSelectors {
-		return nil, fmt.Errorf("a claim has more than %d selectors", maxClaimSelectors)
 	}
 	if tc.ExpiresAt != nil {
 		c.expires = tc.ExpiresAt.Time
@@ -219,11 +210,25 @@ func (h *Hub) authenticate(r *http.Request, key *Key) (*claims, tokenSource, err
 	if key == nil {
 		return nil, src, &Error{Status: http.StatusUnauthorized, Code: codeInvalidToken, Message: "the hub has no key to verify this token with"}
 	}
-	c, err := verify(key, token)
+	c, err := h.verify(key, token)
 	if err != nil {
 		return nil, src, &Error{Status: http.StatusUnauthorized, Code: codeInvalidToken, Message: "invalid token: " + err.Error(), err: err}
 	}
 	return c, src, nil
+}
+
+// verify verifies a token as verify does, and refuses one with a claim
+// that holds more selectors than the hub allows. (The claims of a token
+// are remembered by its key, which hubs with other bounds may share.)
+func (h *Hub) verify(key *Key, token string) (*claims, error) {
+	c, err := verify(key, token)
+	if err != nil {
+		return nil, err
+	}
+	if n := max(len(c.Publish), len(c.Subscribe)); n > h.cfg.MaxClaimSelectors {
+		return nil, fmt.Errorf("a claim of the token has %d selectors, more than the %d the hub allows (max-claim-selectors)", n, h.cfg.MaxClaimSelectors)
+	}
+	return c, nil
 }
 
 // checkOrigin enforces the publish origins on a request authorized by a

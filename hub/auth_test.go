@@ -95,8 +95,8 @@ func TestPublishRefusals(t *testing.T) {
 func TestSubscribeRefusals(t *testing.T) {
 	t.Parallel()
 	key, _ := hub.NewKey("HS256", testKey)
-	closed := newTestHub(t, hub.Config{SubscriberKey: key, MaxTopics: 2}) // no anonymous subscribers
-	open := newTestHub(t, hub.Config{MaxTopics: 2})
+	closed := newTestHub(t, hub.Config{SubscriberKey: key, MaxSelectors: 2}) // no anonymous subscribers
+	open := newTestHub(t, hub.Config{MaxSelectors: 2})
 	otherKey, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{}).SignedString([]byte("another key, not the hub's"))
 	tests := []struct {
 		name   string
@@ -106,7 +106,7 @@ func TestSubscribeRefusals(t *testing.T) {
 		status int
 	}{
 		{"missing topic", open, "", nil, 400},
-		{"too many topics", open, q("topic", "a", "topic", "b", "topic", "c"), nil, 400},
+		{"too many selectors", open, q("topic", "a", "topic", "b", "topic", "c"), nil, 400},
 		{"empty topic", open, q("topic", ""), nil, 400},
 		{"anonymous when not allowed", closed, q("topic", "a"), nil, 401},
 		{"invalid token", open, q("topic", "a"), bearer(otherKey), 401},

@@ -25,6 +25,15 @@
 // one holds no goroutine and no buffer; a pool of workers writes to them
 // without blocking. HTTP/2 streams stay in their handler.
 //
+// # Topics
+//
+// A selector is "*", an exact topic or a URI template, and one matcher
+// decides for live delivery, replay, ended topics and the claims of tokens
+// alike. An event costs only the templates whose literal prefix fits its
+// topics. Config bounds what clients can make the hub hold: the selectors
+// of a subscription, the distinct templates of all subscribers, the
+// selectors of a token's claim.
+//
 // # Serving
 //
 // Any http.Server can serve a Hub. Serve does it with less CPU: it answers

@@ -70,17 +70,17 @@ func (e *endedTopics) reopen(topics []string) {
 }
 
 // endOf returns the position at which the subscription to selectors ended:
-// when every selector is an exact topic that has ended, the position of
+// when every selector is exact and its topic has ended, the position of
 // the last ending among them; otherwise 0.
-func (e *endedTopics) endOf(m *matcher, selectors []string) uint64 {
+func (e *endedTopics) endOf(selectors []*selector) uint64 {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	var last uint64
 	for _, sel := range selectors {
-		if sel == "*" || (isTemplate(sel) && m.template(sel) != nil) {
+		if !sel.exact() {
 			return 0
 		}
-		pos, ok := e.pos[sel]
+		pos, ok := e.pos[sel.raw]
 		if !ok {
 			return 0
 		}
@@ -96,7 +96,7 @@ func (h *Hub) endTopics(ev *Event) {
 	h.ended.end(ev.Topics, ev.Pos)
 	var done []*subscriber
 	h.index.each(ev.Topics, func(s *subscriber) {
-		if h.ended.endOf(h.match, s.topics) != 0 {
+		if h.ended.endOf(s.sels) != 0 {
 			done = append(done, s)
 		}
 	})

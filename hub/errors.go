@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 )
 
 // Sentinel errors. Callers of Publish branch on them with errors.Is.
@@ -24,6 +25,9 @@ type Error struct {
 	Code    string
 	Message string
 	err     error // the cause, if any
+	// retryAfter, when positive, is sent as the Retry-After header, in
+	// seconds: the refusal is for want of room, which comes back.
+	retryAfter int
 }
 
 func (e *Error) Error() string { return "hub: " + e.Message }
@@ -52,6 +56,12 @@ const (
 	codeInternal        = "internal_error"
 )
 
+// The error codes of the hub's bounds on what subscribers hold.
+const (
+	codeTooManySelectors = "too_many_selectors"
+	codeTooManyTemplates = "too_many_templates"
+)
+
 // errorBody is the JSON body of every error response.
 type errorBody struct {
 	Error   string `json:"error"`
@@ -77,6 +87,9 @@ func writeError(w http.ResponseWriter, err error) {
 		if e.Code == codeNoToken {
 			h.Set("WWW-Authenticate", `Bearer realm="herald"`)
 		}
+	}
+	if e.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.retryAfter))
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")

@@ -1,5 +1,7 @@
 package hub
 
+import "math"
+
 // Peepholes for the black-box tests.
 
 // Subscribers returns the number of subscribers in h's index.
@@ -41,14 +43,15 @@ func TimerEntries(h *Hub) int {
 // stand-in subscribers: for the benchmarks of topic matching.
 type TopicIndex struct{ x *index }
 
-// NewTopicIndex returns an empty index whose matcher caches cacheSize
-// results (0: DefaultMatchCacheSize), as a hub's does.
-func NewTopicIndex(cacheSize int) *TopicIndex {
-	return &TopicIndex{newIndex(newMatcher(cacheSize))}
-}
+// NewTopicIndex returns an empty index that holds any number of templates.
+func NewTopicIndex() *TopicIndex { return &TopicIndex{newIndex(math.MaxInt)} }
 
 // Add registers a stand-in subscriber with these selectors.
-func (t *TopicIndex) Add(selectors ...string) { t.x.add(&subscriber{topics: selectors}) }
+func (t *TopicIndex) Add(selectors ...string) {
+	if err := t.x.add(&subscriber{topics: selectors}); err != nil {
+		panic(err)
+	}
+}
 
 // Reached returns the subscribers the dispatcher would find for an event
 // with these topics, counted as it sees them: once per matching selector.
@@ -58,7 +61,24 @@ func (t *TopicIndex) Reached(topics []string) int {
 	return n
 }
 
-// Matcher is the hub's topic matcher, with its caches.
+// Evaluated returns the number of times the index has matched a template
+// with a topic.
+func (t *TopicIndex) Evaluated() uint64 { return t.x.evaluated.Load() }
+
+// TemplatesEvaluated returns the number of times h's index has matched a
+// template with a topic: a deterministic measure of the work of
+// publications.
+func TemplatesEvaluated(h *Hub) uint64 { return h.index.evaluated.Load() }
+
+// HeldTemplates returns the number of distinct templates h's subscribers
+// hold.
+func HeldTemplates(h *Hub) int {
+	h.index.mu.RLock()
+	defer h.index.mu.RUnlock()
+	return len(h.index.templates)
+}
+
+// Matcher is the hub's matcher of claims' selectors, with its caches.
 type Matcher struct{ m *matcher }
 
 // NewMatcher returns a matcher whose caches hold cacheSize results (0:

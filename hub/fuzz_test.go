@@ -54,7 +54,7 @@ func FuzzSubscribe(f *testing.F) {
 	f.Add("topic={&topic={+x}&topic={/a,b}{?c*}")
 	f.Add("authorization=garbage&topic=a")
 	f.Add("topic=%ff%fe")
-	h, err := hub.New(hub.Config{MaxTopics: 5})
+	h, err := hub.New(hub.Config{MaxSelectors: 5})
 	if err != nil {
 		f.Fatal(err)
 	}

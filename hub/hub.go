@@ -41,6 +41,15 @@ const (
 	// DefaultMaxEndedTopics bounds the ended topics the hub remembers: a
 	// topic forgotten is served again like any other.
 	DefaultMaxEndedTopics = 100_000
+	// DefaultMaxSelectors bounds the topic selectors of one subscription.
+	// Centrifugo allows 128 channels per connection, nchan 255.
+	DefaultMaxSelectors = 256
+	// DefaultMaxClaimSelectors bounds the selectors of each claim of a
+	// token.
+	DefaultMaxClaimSelectors = 1000
+	// DefaultMaxTemplates bounds the distinct URI templates the
+	// subscribers hold at once: some tens of MiB of compiled expressions.
+	DefaultMaxTemplates = 10_000
 )
 
 // Config configures a Hub. Its zero value gives a working hub that keeps
@@ -106,11 +115,35 @@ type Config struct {
 	// MaxBodySize bounds a publish request's body, in bytes. Zero means
 	// DefaultMaxBodySize.
 	MaxBodySize int64
-	// MaxTopics bounds the topics of an update and the selectors of a
-	// subscription. Zero means DefaultMaxTopics.
+	// MaxTopics bounds the topics of an update. Zero means
+	// DefaultMaxTopics.
 	MaxTopics int
-	// MatchCacheSize bounds the caches of topic matching. Zero means
-	// DefaultMatchCacheSize.
+	// MaxSelectors bounds the topic selectors of one subscription: each
+	// is an entry in the hub's index, and is matched against every event
+	// the subscriber reads from the history, so a client sending
+	// thousands would cost the hub memory, and time on every event. A
+	// subscription with more is refused (400, too_many_selectors). Zero
+	// means DefaultMaxSelectors.
+	MaxSelectors int
+	// MaxClaimSelectors bounds the selectors of each claim of a token
+	// (mercure.subscribe, mercure.publish): the first is matched against
+	// the topics of every private update offered to the subscriber, the
+	// second against those of every publication. A token with more is
+	// refused (401, invalid_token). Zero means DefaultMaxClaimSelectors.
+	MaxClaimSelectors int
+	// MaxTemplates bounds the distinct URI-template selectors that the
+	// subscribers hold at once. Each is a compiled regular expression, a
+	// few KiB, kept while a subscriber holds it, and matched against the
+	// topics its literal prefix fits: without a bound, clients could make
+	// the hub's memory, and its work per publication, grow as they
+	// please. A subscription that would add new templates past it is
+	// refused (503, too_many_templates, with Retry-After) before anything
+	// is compiled; templates that subscribers already hold cost nothing
+	// and are always accepted. Zero means DefaultMaxTemplates.
+	MaxTemplates int
+	// MatchCacheSize bounds the caches of matching the selectors of
+	// tokens' claims with topics: of results, and a tenth of it of
+	// compiled templates. Zero means DefaultMatchCacheSize.
 	MatchCacheSize int
 	// MaxEndedTopics bounds the ended topics remembered. Zero means
 	// DefaultMaxEndedTopics.
@@ -142,11 +175,19 @@ func (c *Config) setDefaults() {
 	if c.MaxBodySize <= 0 {
 		c.MaxBodySize = DefaultMaxBodySize
 	}
-	if c.MaxTopics <= 0 {
-		c.MaxTopics = DefaultMaxTopics
-	}
-	if c.MaxEndedTopics <= 0 {
-		c.MaxEndedTopics = DefaultMaxEndedTopics
+	for _, b := range []struct {
+		n   *int
+		def int
+	}{
+		{&c.MaxTopics, DefaultMaxTopics},
+		{&c.MaxSelectors, DefaultMaxSelectors},
+		{&c.MaxClaimSelectors, DefaultMaxClaimSelectors},
+		{&c.MaxTemplates, DefaultMaxTemplates},
+		{&c.MaxEndedTopics, DefaultMaxEndedTopics},
+	} {
+		if *b.n <= 0 {
+			*b.n = b.def
+		}
 	}
 	if c.SubscriberKey == nil {
 		c.Anonymous = true
@@ -213,7 +254,7 @@ func New(cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: read the log's bounds: %w", err)
 	}
-	h.index = newIndex(h.match)
+	h.index = newIndex(cfg.MaxTemplates)
 	h.ended = newEndedTopics(cfg.MaxEndedTopics)
 	if err := h.recallEnded(first, next); err != nil {
 		return nil, err

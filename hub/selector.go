@@ -14,23 +14,116 @@ import (
 //   - a string, which matches the topic equal to it, byte for byte;
 //   - an RFC 6570 URI template (a string holding "{"), which matches every
 //     topic the template can expand to: "https://example.com/books/{id}"
-//     matches "https://example.com/books/1". A template that does not parse
-//     matches only the topic equal to it.
+//     matches "https://example.com/books/1", and the topic equal to it,
+//     like any selector. A template that does not parse (or that the
+//     library cannot compile) matches only the topic equal to it.
 //
 // Templates are compiled to regular expressions of Go's regexp package,
 // whose matching time is linear in the topic's length whatever the
 // template: a hostile template cannot stall the hub.
 
+// selectorKind says how a selector matches.
+type selectorKind uint8
+
+const (
+	exactKind    selectorKind = iota // the topic equal to it
+	allKind                          // "*": every topic
+	templateKind                     // a URI template: the topics it can expand to
+)
+
+// selector is a topic selector compiled. Its matches method is the only
+// place where the rules of matching live: live delivery, replay, the
+// authorization of private updates and of publications, ended topics and
+// the subscriptions API all match through it, so they cannot disagree. A
+// selector is immutable once compiled, and safe for concurrent use.
+type selector struct {
+	raw  string
+	kind selectorKind
+	// A template's literal text before its first expression and after its
+	// last: every topic it matches starts and ends with them, as the
+	// library anchors its regular expression and quotes its literals.
+	prefix, suffix string
+	re             *regexp.Regexp // a template's
+}
+
+// compileSelector compiles raw. A string holding "{" that is not a
+// template the library can compile is an exact selector.
+func compileSelector(raw string) selector {
+	if raw == "*" {
+		return selector{raw: raw, kind: allKind}
+	}
+	if !mayBeTemplate(raw) {
+		return selector{raw: raw}
+	}
+	re := compileTemplate(raw)
+	if re == nil {
+		return selector{raw: raw}
+	}
+	return selector{
+		raw:    raw,
+		kind:   templateKind,
+		prefix: raw[:strings.IndexByte(raw, '{')],
+		suffix: raw[strings.LastIndexByte(raw, '}')+1:],
+		re:     re,
+	}
+}
+
+// mayBeTemplate reports whether raw may be a URI template: whether it
+// holds an expression's opening brace.
+func mayBeTemplate(raw string) bool { return strings.Contains(raw, "{") }
+
+// matches reports whether the selector matches topic.
+func (s *selector) matches(topic string) bool {
+	switch {
+	case s.kind == allKind || topic == s.raw:
+		return true
+	case s.kind == exactKind:
+		return false
+	}
+	return strings.HasPrefix(topic, s.prefix) && strings.HasSuffix(topic, s.suffix) && s.re.MatchString(topic)
+}
+
+// exact reports whether the selector matches only the topic equal to it.
+func (s *selector) exact() bool { return s.kind == exactKind }
+
+func compileTemplate(raw string) (re *regexp.Regexp) {
+	defer func() {
+		if recover() != nil {
+			re = nil // the library panics on a regexp it built wrong: treat as no template
+		}
+	}()
+	t, err := uritemplate.New(raw)
+	if err != nil {
+		return nil
+	}
+	return t.Regexp()
+}
+
+// matchAny reports whether any of the selectors matches any of the topics.
+func matchAny(selectors []*selector, topics []string) bool {
+	for _, s := range selectors {
+		for _, t := range topics {
+			if s.matches(t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // DefaultMatchCacheSize is the default bound on the matcher's caches of
-// compiled templates and of (template, topic) results: enough for the
-// working set of a busy hub, small enough (a few MiB) that no flood of
-// distinct topics makes the hub's memory grow with it.
+// the selectors of tokens' claims: of (template, topic) results, and a
+// tenth of it of compiled templates. Enough for the working set of a busy
+// hub, small enough (a few tens of MiB) that no flood of distinct topics
+// makes the hub's memory grow with it.
 const DefaultMatchCacheSize = 100_000
 
-// matcher matches topics against selectors, caching compiled templates and
-// results. It is safe for concurrent use.
+// matcher matches the selectors of tokens' claims, which come as strings
+// with each request, against topics: it keeps the templates it compiled,
+// and its results, in bounded caches. (Subscriptions' selectors are
+// compiled once, and held by the index.) It is safe for concurrent use.
 type matcher struct {
-	templates cache[string, *regexp.Regexp] // nil: not a valid template
+	templates cache[string, selector]
 	results   cache[matchKey, bool]
 }
 
@@ -41,58 +134,29 @@ func newMatcher(size int) *matcher {
 		size = DefaultMatchCacheSize
 	}
 	return &matcher{
-		templates: newCache[string, *regexp.Regexp](max(size/10, 16)),
+		templates: newCache[string, selector](max(size/10, 16)),
 		results:   newCache[matchKey, bool](size),
 	}
 }
 
-func isTemplate(selector string) bool { return strings.Contains(selector, "{") }
-
-// match reports whether selector matches topic.
-func (m *matcher) match(selector, topic string) bool {
-	if selector == "*" || selector == topic {
-		return true
+// match reports whether the selector raw matches topic.
+func (m *matcher) match(raw, topic string) bool {
+	if !mayBeTemplate(raw) {
+		s := compileSelector(raw) // nothing to compile
+		return s.matches(topic)
 	}
-	if !isTemplate(selector) {
-		return false
-	}
-	return m.matchTemplate(selector, topic)
-}
-
-// matchTemplate reports whether the template selector matches topic.
-func (m *matcher) matchTemplate(selector, topic string) bool {
-	k := matchKey{selector, topic}
+	k := matchKey{raw, topic}
 	if ok, found := m.results.get(k); found {
 		return ok
 	}
-	re := m.template(selector)
-	ok := re != nil && re.MatchString(topic)
+	s, found := m.templates.get(raw)
+	if !found {
+		s = compileSelector(raw)
+		m.templates.put(raw, s)
+	}
+	ok := s.matches(topic)
 	m.results.put(k, ok)
 	return ok
-}
-
-// template returns the compiled form of a template selector, or nil when it
-// does not parse.
-func (m *matcher) template(selector string) *regexp.Regexp {
-	if re, found := m.templates.get(selector); found {
-		return re
-	}
-	re := compileTemplate(selector)
-	m.templates.put(selector, re)
-	return re
-}
-
-func compileTemplate(selector string) (re *regexp.Regexp) {
-	defer func() {
-		if recover() != nil {
-			re = nil // the library panics on a regexp it built wrong: treat as no template
-		}
-	}()
-	t, err := uritemplate.New(selector)
-	if err != nil {
-		return nil
-	}
-	return t.Regexp()
 }
 
 // matchAny reports whether any of the selectors matches any of the topics.

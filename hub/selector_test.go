@@ -60,16 +60,23 @@ func TestMatchCacheBounded(t *testing.T) {
 	}
 }
 
-// FuzzMatch: any selector and topic, no panic, and the rules that hold
-// whatever the template language.
+// FuzzMatch: any selector and topic, no panic; the rules that hold
+// whatever the template language; and the matcher of claims, the
+// expression alone and the index all agree with the compiled selector.
 func FuzzMatch(f *testing.F) {
 	f.Add("https://example.com/{id}", "https://example.com/1")
 	f.Add("{+a}{#b}{.c}{/d}{;e}{?f}{&g}", "x")
 	f.Add("{a:3}{b*}", "abc")
 	f.Add("{", "{")
+	f.Add("/a/{x}", "/a/{x}")
+	f.Add("/a/{x}/b", "/a/c/b")
 	m := newMatcher(100)
 	f.Fuzz(func(t *testing.T, selector, topic string) {
-		got := m.match(selector, topic)
+		sel := compileSelector(selector)
+		got := sel.matches(topic)
+		if m.match(selector, topic) != got {
+			t.Fatal("the matcher of claims disagrees with the selector")
+		}
 		if selector == topic && !got {
 			t.Fatal("a selector does not match the topic equal to it")
 		}
@@ -78,6 +85,18 @@ func FuzzMatch(f *testing.F) {
 		}
 		if !strings.Contains(selector, "{") && selector != "*" && got != (selector == topic) {
 			t.Fatal("a plain selector matched another topic")
+		}
+		if sel.kind == templateKind && got != (selector == topic || sel.re.MatchString(topic)) {
+			t.Fatal("the literal prefix or suffix decided otherwise than the expression")
+		}
+		x := newIndex(1)
+		if err := x.add(&subscriber{topics: []string{selector}}); err != nil {
+			t.Fatal(err)
+		}
+		reached := 0
+		x.each([]string{topic}, func(*subscriber) { reached++ })
+		if (reached > 0) != got {
+			t.Fatalf("the index reached %d subscribers, the selector says %v", reached, got)
 		}
 	})
 }

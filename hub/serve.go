@@ -513,7 +513,7 @@ func (h *Hub) publishPlain(req plainRequest, out *[]byte) bool {
 	if key == nil || h.closing.Load() || int64(len(req.body)) > h.cfg.MaxBodySize {
 		return false
 	}
-	c, err := verify(key, req.token)
+	c, err := h.verify(key, req.token)
 	if err != nil {
 		return false
 	}

@@ -28,8 +28,10 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	registered := false
+	var adm admission // the room it holds in the index, until it joins
 	defer func() {
 		if !registered {
+			h.index.cancel(adm)
 			h.live.done()
 		}
 	}()
@@ -54,7 +56,11 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	endAt := h.ended.endOf(h.match, topics)
+	if adm, err = h.index.admit(topics); err != nil {
+		writeError(w, err)
+		return
+	}
+	endAt := h.ended.endOf(adm.sels)
 	if endAt != 0 && start > endAt {
 		// Every topic has ended and the client has had the last event:
 		// 204 tells an EventSource to stop reconnecting.
@@ -98,7 +104,8 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	// before the response's head goes out: a client that has its answer
 	// finds itself in the subscriptions API. Until its runner starts (it
 	// is busy), offers only wake nothing and a stop only marks it.
-	h.index.add(s)
+	h.index.join(s, adm)
+	adm = admission{} // its room is the subscriber's now
 	snk, exec, err := h.openStream(w, r)
 	if err != nil {
 		h.index.remove(s)
@@ -118,14 +125,14 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	s.lastWrite.Store(now.UnixNano())
 	// The dispatcher may have applied an ending event between endOf above
-	// and the add, too late to find s in the index: look again. (An end
-	// applied after the add finds s, and endAfter is idempotent.)
-	if at := h.ended.endOf(h.match, topics); at != 0 {
+	// and the join, too late to find s in the index: look again. (An end
+	// applied after the join finds s, and endAfter is idempotent.)
+	if at := h.ended.endOf(s.sels); at != 0 {
 		s.endAfter(at)
 	}
 	h.timers.add(s, now)
 	if h.closing.Load() {
-		s.stop(shutdown) // Shutdown may have looked before the add
+		s.stop(shutdown) // Shutdown may have looked before the join
 	}
 	if h.logger.Enabled(r.Context(), levelDebug) {
 		h.logger.Debug("hub: subscriber joined", "subscriber", s.id, "topics", topics, "remote", r.RemoteAddr)
@@ -149,9 +156,9 @@ func (h *Hub) selectors(q url.Values) ([]string, error) {
 	if len(topics) == 0 {
 		return nil, &Error{Status: http.StatusBadRequest, Code: codeMissingTopic, Message: `a subscription needs at least one "topic" parameter`}
 	}
-	if len(topics) > h.cfg.MaxTopics {
-		return nil, &Error{Status: http.StatusBadRequest, Code: codeTooManyTopics,
-			Message: fmt.Sprintf("a subscription may have at most %d topics, this one has %d", h.cfg.MaxTopics, len(topics))}
+	if len(topics) > h.cfg.MaxSelectors {
+		return nil, &Error{Status: http.StatusBadRequest, Code: codeTooManySelectors,
+			Message: fmt.Sprintf("a subscription may have at most %d topic selectors (max-selectors), this one has %d", h.cfg.MaxSelectors, len(topics))}
 	}
 	for _, t := range topics {
 		if err := checkTopic(t); err != nil {

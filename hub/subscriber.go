@@ -94,6 +94,10 @@ type subscriber struct {
 	members []*membership // its entries in the index, guarded by the index's lock
 	watched uint64        // its token in the hub's watcher; 0: not watched there
 
+	// sels are the selectors compiled, those of its groups in the index:
+	// set when it joins the index, read-only after.
+	sels []*selector
+
 	// Guarded by the timers' lock.
 	due      time.Time
 	deadline time.Time   // when the connection must end; zero: never
@@ -123,8 +127,9 @@ func (s *subscriber) authorized(topics []string) bool {
 
 // wants reports whether the subscriber receives ev: one of its selectors
 // matches one of the event's topics, and the event is public or allowed.
+// The subscriber has joined the index.
 func (s *subscriber) wants(ev *Event) bool {
-	return s.h.match.matchAny(s.topics, ev.Topics) && (!ev.Private || s.authorized(ev.Topics))
+	return matchAny(s.sels, ev.Topics) && (!ev.Private || s.authorized(ev.Topics))
 }
 
 // offer hands the subscriber an event the dispatcher found it wants. Only

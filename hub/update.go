@@ -54,8 +54,8 @@ type Event struct {
 // Limits on what a publisher or subscriber may send. Each protects the hub
 // from a client that would make it grow without bound.
 const (
-	// DefaultMaxTopics bounds the topics of one update and the selectors
-	// of one subscription: each is matched on every delivery.
+	// DefaultMaxTopics bounds the topics of one update: each is looked up
+	// in the index, and matched with the selectors of subscribers.
 	DefaultMaxTopics = 1000
 	// MaxTopicLength bounds a topic or selector, in bytes: topics are keys
 	// of the hub's indexes and caches.

@@ -64,6 +64,9 @@ func TestCheckConfigValid(t *testing.T) {
 		`heartbeat +5s +environment HERALD_HEARTBEAT`,
 		`batch-interval +10ms +flag -batch-interval`,
 		`dispatch-timeout +5s +default`,
+		`max-selectors +256 +default`,
+		`max-claim-selectors +1000 +default`,
+		`max-templates +10000 +default`,
 		`publisher-jwt-key +\(41 bytes, hidden\) +environment HERALD_PUBLISHER_JWT_KEY`,
 		`The configuration is valid`,
 	} {

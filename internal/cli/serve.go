@@ -211,6 +211,10 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 		MaxBodySize:      cfg.MaxBodySize,
 		MaxTopics:        cfg.MaxTopics,
 		Logger:           logger,
+
+		MaxSelectors:      cfg.MaxSelectors,
+		MaxClaimSelectors: cfg.MaxClaimSelectors,
+		MaxTemplates:      cfg.MaxTemplates,
 	}
 	return hc, dev, nil
 }

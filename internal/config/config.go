@@ -46,6 +46,10 @@ type Config struct {
 	MaxBodySize   int64
 	MaxTopics     int
 
+	MaxSelectors      int
+	MaxClaimSelectors int
+	MaxTemplates      int
+
 	TLSCert string
 	TLSKey  string
 
@@ -90,7 +94,10 @@ func (c *Config) options() []option {
 		{"history-size", env("HISTORY_SIZE"), "the `number` of events the history retains; 0 for the store's default (on disk 1000000, memory 10000)", (*intValue)(&c.HistorySize)},
 		{"history-max-age", env("HISTORY_MAX_AGE"), "drop events older than this `duration` from the history; 0 for no limit", (*durationValue)(&c.HistoryMaxAge)},
 		{"max-body-size", env("MAX_BODY_SIZE"), "the largest publish request body, in `bytes`", (*int64Value)(&c.MaxBodySize)},
-		{"max-topics", env("MAX_TOPICS"), "the most topics (a `number`) in one update or subscription", (*intValue)(&c.MaxTopics)},
+		{"max-topics", env("MAX_TOPICS"), "the most topics (a `number`) in one update", (*intValue)(&c.MaxTopics)},
+		{"max-selectors", env("MAX_SELECTORS"), "the most topic selectors (a `number`) in one subscription; more is refused with 400", (*intValue)(&c.MaxSelectors)},
+		{"max-claim-selectors", env("MAX_CLAIM_SELECTORS"), "the most selectors (a `number`) in one claim of a token (mercure.subscribe, mercure.publish); a token with more is refused with 401", (*intValue)(&c.MaxClaimSelectors)},
+		{"max-templates", env("MAX_TEMPLATES"), "the most distinct URI-template selectors (a `number`) the subscribers may hold at once; a subscription that would add more is refused with 503", (*intValue)(&c.MaxTemplates)},
 		{"tls-cert", env("TLS_CERT"), "a PEM certificate `file`: serve HTTPS (and HTTP/2)", (*strValue)(&c.TLSCert)},
 		{"tls-key", env("TLS_KEY"), "the PEM private key `file` of -tls-cert", (*strValue)(&c.TLSKey)},
 		{"log-level", env("LOG_LEVEL"), "the log `level`: debug, info, warn or error", (*strValue)(&c.LogLevel)},
@@ -119,8 +126,12 @@ func Default() Config {
 		DataDir:         "herald-data",
 		MaxBodySize:     1 << 20,
 		MaxTopics:       1000,
-		LogLevel:        "info",
-		LogFormat:       "text",
+
+		MaxSelectors:      256,
+		MaxClaimSelectors: 1000,
+		MaxTemplates:      10_000,
+		LogLevel:          "info",
+		LogFormat:         "text",
 	}
 }
 
@@ -219,8 +230,13 @@ func (c *Config) Validate() error {
 	if c.MaxBodySize <= 0 {
 		errs = append(errs, fmt.Errorf("max-body-size: %d is not positive", c.MaxBodySize))
 	}
-	if c.MaxTopics <= 0 {
-		errs = append(errs, fmt.Errorf("max-topics: %d is not positive", c.MaxTopics))
+	for _, n := range []struct {
+		name string
+		n    int
+	}{{"max-topics", c.MaxTopics}, {"max-selectors", c.MaxSelectors}, {"max-claim-selectors", c.MaxClaimSelectors}, {"max-templates", c.MaxTemplates}} {
+		if n.n <= 0 {
+			errs = append(errs, fmt.Errorf("%s: %d is not positive", n.name, n.n))
+		}
 	}
 	for _, d := range []struct {
 		name string

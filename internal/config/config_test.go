@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/internal/config"
 )
 
@@ -87,6 +88,9 @@ func TestInvalid(t *testing.T) {
 		{"subscriber key alone", nil, map[string]string{"HERALD_SUBSCRIBER_JWT_KEY": "k"}, "subscriber-jwt-key"},
 		{"log level", []string{"-log-level", "loud"}, nil, "log-level"},
 		{"zero dispatch timeout", []string{"-dispatch-timeout", "0s"}, nil, "dispatch-timeout"},
+		{"zero max selectors", []string{"-max-selectors", "0"}, nil, "max-selectors"},
+		{"negative max claim selectors", nil, map[string]string{"HERALD_MAX_CLAIM_SELECTORS": "-1"}, "max-claim-selectors"},
+		{"zero max templates", []string{"-max-templates", "0"}, nil, "max-templates"},
 	} {
 		_, err := load(t, c.args, c.env)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -160,11 +164,35 @@ func TestSettings(t *testing.T) {
 		{"write-timeout", "1m0s", "environment HERALD_WRITE_TIMEOUT"},
 		{"publisher-jwt-key", "(24 bytes, hidden)", "environment MERCURE_PUBLISHER_JWT_KEY"},
 		{"max-topics", "1000", "default"},
+		{"max-selectors", "256", "default"},
+		{"max-claim-selectors", "1000", "default"},
+		{"max-templates", "10000", "default"},
 		{"addr", ":8080", "default"},
 		{"subscriber-jwt-key", "", "default"},
 	} {
 		if got[want.Flag] != want {
 			t.Errorf("%+v, want %+v", got[want.Flag], want)
+		}
+	}
+}
+
+// The daemon's defaults of the hub's bounds are the hub's own, so that
+// check-config shows the values the hub runs with.
+func TestDefaultBounds(t *testing.T) {
+	t.Parallel()
+	d := config.Default()
+	for _, c := range []struct {
+		name        string
+		daemon, hub int
+	}{
+		{"max-topics", d.MaxTopics, hub.DefaultMaxTopics},
+		{"max-selectors", d.MaxSelectors, hub.DefaultMaxSelectors},
+		{"max-claim-selectors", d.MaxClaimSelectors, hub.DefaultMaxClaimSelectors},
+		{"max-templates", d.MaxTemplates, hub.DefaultMaxTemplates},
+		{"max-body-size", int(d.MaxBodySize), hub.DefaultMaxBodySize},
+	} {
+		if c.daemon != c.hub {
+			t.Errorf("%s: the daemon's default is %d, the hub's %d", c.name, c.daemon, c.hub)
 		}
 	}
 }
