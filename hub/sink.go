@@ -54,6 +54,7 @@ var (
 )
 
 func newConnSink(conn net.Conn, timeout time.Duration) *connSink {
+	boundUnsent(conn)
 	return &connSink{conn: conn, raw: nonblockingConn(conn), timeout: timeout}
 }
 
