@@ -1,6 +1,9 @@
 package hub
 
 import (
+	"errors"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +63,7 @@ type closeReason uint8
 const (
 	open     closeReason = iota
 	gone                 // the client went away: a write failed
+	stalled              // a write did not finish within the dispatch timeout
 	lifetime             // the connection reached its maximum lifetime
 	expired              // the subscriber's token expired
 	ended                // every topic of the subscription ended
@@ -68,7 +72,7 @@ const (
 )
 
 func (r closeReason) String() string {
-	return [...]string{"open", "client gone", "maximum lifetime", "token expired", "topics ended", "fell behind the history", "shutdown"}[r]
+	return [...]string{"open", "client gone", "stalled", "maximum lifetime", "token expired", "topics ended", "fell behind the history", "shutdown"}[r]
 }
 
 // executor says who runs a subscriber.
@@ -379,7 +383,8 @@ func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeRea
 }
 
 // written records the end of a write: it moves the cursor, or, when the
-// write failed, marks the subscriber gone. When nothing is left to do, it
+// write failed, marks the subscriber stalled if it timed out, gone
+// otherwise. When nothing is left to do, it
 // leaves the subscriber idle (idleLocked), sparing the runner a collect
 // that would find nothing, and reports true: the runner must stop.
 func (s *subscriber) written(b batch, err error) (idle bool) {
@@ -395,6 +400,9 @@ func (s *subscriber) written(b batch, err error) (idle bool) {
 	if err != nil {
 		if s.reason == open {
 			s.reason = gone
+			if timedOut(err) {
+				s.reason = stalled
+			}
 		}
 		return
 	}
@@ -432,7 +440,7 @@ func (s *subscriber) finish(reason closeReason) {
 	case shutdown:
 		// Spread the fleet's reconnections over a few seconds.
 		final = retryHint()
-	case gone:
+	case gone, stalled:
 		s.sink.abort()
 	}
 	s.sink.close(final)
@@ -442,7 +450,17 @@ func (s *subscriber) finish(reason closeReason) {
 	if h.logger.Enabled(h.ctx, levelDebug) {
 		h.logger.Debug("hub: subscriber left", "subscriber", s.id, "reason", reason.String())
 	}
+	if reason == stalled || reason == lost {
+		h.drops.add(reason)
+	}
 	h.subscriptionEvents(s, false)
 	close(s.done)
 	h.live.done()
+}
+
+// timedOut reports whether a write failed for its deadline: the client
+// took no bytes for the dispatch timeout.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
