@@ -17,21 +17,7 @@ import (
 // of buffers, and a vector longer than the kernel takes is written in
 // part, never refused.
 func TestWritevAllocatesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := loopbackPair(t)
 	var got bytes.Buffer
 	done := make(chan struct{})
 	go func() {
@@ -146,20 +132,7 @@ func TestRawConnClosedWritesNothing(t *testing.T) {
 // A client that reads nothing holds on the hub's side about maxUnsent
 // bytes not yet sent, not a send buffer the kernel grows to megabytes.
 func TestUnsentBytesBounded(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, server := loopbackPair(t)
 	cs := newConnSink(server, time.Second)
 	defer cs.abort()
 	buf := make([]byte, 64<<10)
@@ -187,4 +160,26 @@ func TestUnsentBytesBounded(t *testing.T) {
 	if unsent > 2*maxUnsent {
 		t.Fatalf("%d bytes unsent, want at most about %d", unsent, maxUnsent)
 	}
+}
+
+// loopbackPair returns the two ends of a TCP connection over loopback,
+// closed at the end of the test.
+func loopbackPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }

@@ -211,16 +211,7 @@ func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration) (
 	res.PublishSeconds = publishEnd.Sub(start).Seconds()
 	res.PublishRate = float64(res.Published) / res.PublishSeconds
 	res.PostLatency = posts.Summary()
-	for _, s := range subs {
-		res.Delivered += s.delivered.Load()
-		res.Duplicated += s.dups.Load()
-		res.OutOfOrder += s.ooo.Load()
-		res.Missing += int64(s.expected) - s.unique.Load()
-		if s.unique.Load() < int64(s.expected) {
-			res.Incomplete++
-		}
-		res.SubscriberFailures += int(s.drops.Load())
-	}
+	res.Delivered, res.Duplicated, res.OutOfOrder, res.Missing, res.Incomplete, res.SubscriberFailures = tally(subs)
 	res.DeliverySeconds = end.Sub(start).Seconds()
 	res.DeliveryRate = float64(res.Delivered) / res.DeliverySeconds
 	res.DeliveryLatency = r.delivered.Summary()
@@ -581,6 +572,23 @@ func (s *subscriber) record(p, seq int) {
 	if s.unique.Add(1) == int64(s.expected) {
 		close(s.complete)
 	}
+}
+
+// tally sums what the subscribers received: deliveries (duplicates
+// included), duplicates, events out of order and missing, the subscribers
+// that missed any, and the connections the hub dropped.
+func tally(subs []*subscriber) (delivered, dups, ooo, missing int64, incomplete, dropped int) {
+	for _, s := range subs {
+		delivered += s.delivered.Load()
+		dups += s.dups.Load()
+		ooo += s.ooo.Load()
+		missing += int64(s.expected) - s.unique.Load()
+		if s.unique.Load() < int64(s.expected) {
+			incomplete++
+		}
+		dropped += int(s.drops.Load())
+	}
+	return
 }
 
 // parseData reads "publisher sequence sent", which padding may follow.

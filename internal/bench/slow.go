@@ -230,16 +230,7 @@ func Slow(ctx context.Context, cfg SlowConfig) (*SlowResult, error) {
 		s := other.delivered.Summary()
 		res.OtherLatency = &s
 	}
-	for _, s := range readers {
-		res.Delivered += s.delivered.Load()
-		res.Duplicated += s.dups.Load()
-		res.OutOfOrder += s.ooo.Load()
-		res.Missing += int64(s.expected) - s.unique.Load()
-		if s.unique.Load() < int64(s.expected) {
-			res.Incomplete++
-		}
-		res.ReadersLost += int(s.drops.Load())
-	}
+	res.Delivered, res.Duplicated, res.OutOfOrder, res.Missing, res.Incomplete, res.ReadersLost = tally(readers)
 	if drops := w.drops(); len(drops) > 0 {
 		res.Dropped = len(drops)
 		res.FirstDrop, res.MedianDrop, res.LastDrop = drops[0].Seconds(), drops[len(drops)/2].Seconds(), drops[len(drops)-1].Seconds()

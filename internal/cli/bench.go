@@ -142,6 +142,15 @@ func loopbackOnly(raw string) error {
 	return nil
 }
 
+// report prints a run's result: as JSON with -json, else with print.
+func (b *benchFlags) report(e *env, res any, print func(io.Writer)) error {
+	if b.asJSON {
+		return printJSON(e.stdout, res)
+	}
+	print(e.stdout)
+	return nil
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -174,12 +183,8 @@ func runConns(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if bf.asJSON {
-		if err := printJSON(e.stdout, res); err != nil {
-			return err
-		}
-	} else {
-		printConns(e.stdout, res)
+	if err := bf.report(e, res, func(w io.Writer) { printConns(w, res) }); err != nil {
+		return err
 	}
 	if res.Failed != 0 || res.Dropped != 0 || res.ProbeMissing != 0 {
 		return errors.New("not every connection was opened, held and probed")
@@ -254,12 +259,8 @@ func runFanout(e *env, args []string, reconnect bool) error {
 	if err != nil {
 		return err
 	}
-	if bf.asJSON {
-		if err := printJSON(e.stdout, res); err != nil {
-			return err
-		}
-	} else {
-		printFanout(e.stdout, mode, res)
+	if err := bf.report(e, res, func(w io.Writer) { printFanout(w, mode, res) }); err != nil {
+		return err
 	}
 	if res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.PublishErrors != 0 {
 		return errors.New("verification failed: events were lost, duplicated, reordered or refused")
@@ -335,12 +336,8 @@ func runSlow(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if bf.asJSON {
-		if err := printJSON(e.stdout, res); err != nil {
-			return err
-		}
-	} else {
-		printSlow(e.stdout, res)
+	if err := bf.report(e, res, func(w io.Writer) { printSlow(w, res) }); err != nil {
+		return err
 	}
 	if res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.PublishErrors != 0 || res.ReadersLost != 0 {
 		return errors.New("verification failed: the readers lost, got twice or out of order events, or were dropped, or publications were refused")
