@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -188,6 +189,38 @@ func TestStuckSubscribersAreDropped(t *testing.T) {
 	if _, err := io.Copy(io.Discard, conns[0]); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("a dropped subscriber read to %v, want a reset", err)
 	}
+}
+
+// An HTTP/2 subscriber whose stream takes nothing is dropped as stalled
+// too: its handler's write fails at the deadline the response controller
+// set.
+func TestStuckHTTP2SubscriberIsStalled(t *testing.T) {
+	t.Parallel()
+	logs := &logBuffer{}
+	h := newHub(t, hub.Config{Heartbeat: -1, DispatchTimeout: 300 * time.Millisecond, Logger: logs.logger()})
+	th := serveHub(t, h, httptest.NewUnstartedServer(h), true)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, th.url+"?"+q("topic", "t"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := th.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close() // and never read: the stream's window closes
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s", resp.Proto)
+	}
+	waitFor(t, "the subscription", func() bool { return h.Stats().Subscribers == 1 })
+	// 12 MiB: more than the client's flow-control window (4 MiB for Go's).
+	data := strings.Repeat("h", 16<<10)
+	for range 768 {
+		if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{"t"}, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the stuck subscriber to be dropped", func() bool { return h.Stats().SlowDropped == 1 })
+	waitFor(t, "the drop to be logged", func() bool { return logs.dropped("stalled: a write did not finish in 300ms") == 1 })
 }
 
 // logBuffer collects a hub's log lines, for the tests to read.
