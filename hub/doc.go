@@ -19,8 +19,9 @@
 // is live (a small queue of pointers to encoded events) or catching up (a
 // cursor into the log): one that reads slower than events arrive costs a
 // cursor, not a buffer, and is disconnected only when the log no longer
-// holds what it has not read, or when its connection takes no bytes for the
-// dispatch timeout. Everything pending for a subscriber goes out in one
+// holds what it has not read, or when a write to it does not finish within
+// the dispatch timeout; Stats counts such drops, and the hub logs them.
+// Everything pending for a subscriber goes out in one
 // write. HTTP/1.1 subscriptions are hijacked from net/http, so that an idle
 // one holds no goroutine and no buffer; a pool of workers writes to them
 // without blocking. HTTP/2 streams stay in their handler.

@@ -91,3 +91,16 @@ func ExampleHub_Serve() {
 	_ = srv.Shutdown(ctx)
 	_ = h.Shutdown(ctx)
 }
+
+// Read a hub's counters, here for a health line; a metrics endpoint would
+// export them.
+func ExampleHub_Stats() {
+	h, err := hub.New(hub.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	st := h.Stats()
+	fmt.Printf("%d subscribers, %d dropped for not keeping up\n", st.Subscribers, st.SlowDropped)
+	// Output: 0 subscribers, 0 dropped for not keeping up
+}

@@ -26,7 +26,8 @@ const (
 	// Mercure calls it write_timeout.
 	DefaultMaxLifetime = 600 * time.Second
 	// DefaultDispatchTimeout bounds one write to a subscriber: a client
-	// that takes no bytes for this long is disconnected.
+	// that takes no bytes for this long, or too few to finish the write,
+	// is disconnected.
 	DefaultDispatchTimeout = 5 * time.Second
 	// DefaultMaxBodySize bounds a publish request's body.
 	DefaultMaxBodySize = 1 << 20
@@ -109,7 +110,8 @@ type Config struct {
 	// MaxLifetime bounds a subscription's connection. Zero means
 	// DefaultMaxLifetime; negative means no bound but the token's expiry.
 	MaxLifetime time.Duration
-	// DispatchTimeout bounds one write to a subscriber. Zero means
+	// DispatchTimeout bounds one write to a subscriber, which is dropped
+	// when a write does not finish in time (see Stats). Zero means
 	// DefaultDispatchTimeout.
 	DispatchTimeout time.Duration
 	// MaxBodySize bounds a publish request's body, in bytes. Zero means
@@ -234,6 +236,7 @@ type Hub struct {
 	closeErr error
 	once     sync.Once
 	notes    notices // subscription events waiting to be published
+	drops    slowDrops
 }
 
 // New returns a running Hub. Call Shutdown or Close to stop it.
@@ -259,6 +262,7 @@ func New(cfg Config) (*Hub, error) {
 	if err := h.recallEnded(first, next); err != nil {
 		return nil, err
 	}
+	h.drops.logger, h.drops.timeout = cfg.Logger, cfg.DispatchTimeout
 	h.timers = newTimers()
 	h.runq = newRunQueue()
 	h.notes.signal = make(chan struct{}, 1)
@@ -424,6 +428,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.bg.Wait()
 		h.runq.close()
 		h.pool.Wait()
+		h.drops.stop()
 		if h.ownLog {
 			h.closeErr = h.log.Close()
 		}

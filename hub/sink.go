@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"crypto/tls"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -30,7 +31,8 @@ type sink interface {
 	// close writes final, if any, ends the response and releases the
 	// connection. It is idempotent.
 	close(final []byte)
-	// abort cuts the connection at once, failing any write in progress.
+	// abort cuts the connection at once, failing any write in progress
+	// and discarding what is still queued for the client.
 	abort()
 }
 
@@ -58,6 +60,7 @@ var (
 )
 
 func newConnSink(conn net.Conn, timeout time.Duration) *connSink {
+	boundUnsent(conn)
 	return &connSink{conn: conn, raw: nonblockingConn(conn), timeout: timeout}
 }
 
@@ -137,8 +140,19 @@ func (c *connSink) close(final []byte) {
 	})
 }
 
+// abort resets the connection (SO_LINGER 0) as it closes it: the kernel
+// then drops at once what it still holds for the client, which a plain
+// close would leave queued behind a FIN, on an orphaned socket, for as
+// long as a client that reads nothing keeps its window shut.
 func (c *connSink) abort() {
 	if !c.aborted.Swap(true) {
+		conn := c.conn
+		if tc, ok := conn.(*tls.Conn); ok {
+			conn = tc.NetConn()
+		}
+		if l, ok := conn.(interface{ SetLinger(sec int) error }); ok {
+			_ = l.SetLinger(0)
+		}
 		c.closeConn()
 	}
 }

@@ -8,27 +8,16 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A write to a subscriber's socket allocates nothing, whatever the number
 // of buffers, and a vector longer than the kernel takes is written in
 // part, never refused.
 func TestWritevAllocatesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := loopbackPair(t)
 	var got bytes.Buffer
 	done := make(chan struct{})
 	go func() {
@@ -138,4 +127,59 @@ func TestRawConnClosedWritesNothing(t *testing.T) {
 		next.Close()
 		client.Close()
 	}
+}
+
+// A client that reads nothing holds on the hub's side about maxUnsent
+// bytes not yet sent, not a send buffer the kernel grows to megabytes.
+func TestUnsentBytesBounded(t *testing.T) {
+	_, server := loopbackPair(t)
+	cs := newConnSink(server, time.Second)
+	defer cs.abort()
+	buf := make([]byte, 64<<10)
+	for range 10_000 { // until the socket takes nothing: the client reads nothing
+		n, err := cs.raw.tryWritev([][]byte{buf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	var unsent int
+	raw, err := server.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Control(func(fd uintptr) { unsent, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQNSD) }); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// maxUnsent, and the last segment a write added past it.
+	if unsent > 2*maxUnsent {
+		t.Fatalf("%d bytes unsent, want at most about %d", unsent, maxUnsent)
+	}
+}
+
+// loopbackPair returns the two ends of a TCP connection over loopback,
+// closed at the end of the test.
+func loopbackPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }

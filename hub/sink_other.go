@@ -13,3 +13,6 @@ type rawConn interface {
 // nonblockingConn returns nil: outside Linux every write to a hijacked
 // connection runs on a goroutine of its own.
 func nonblockingConn(net.Conn) rawConn { return nil }
+
+// boundUnsent does nothing: the bound on unsent bytes is set on Linux only.
+func boundUnsent(net.Conn) {}

@@ -2,11 +2,20 @@ package hub_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,7 +99,9 @@ func TestSlowSubscriberCatchesUp(t *testing.T) {
 // "earliest" answer that it missed some.
 func TestSlowSubscriberFallsOffTheLog(t *testing.T) {
 	t.Parallel()
-	th := newTestHub(t, hub.Config{Log: hub.NewMemoryLog(hub.MemoryLogConfig{Size: 100}), Heartbeat: -1, DispatchTimeout: time.Minute})
+	logs := &logBuffer{}
+	th := newTestHub(t, hub.Config{Log: hub.NewMemoryLog(hub.MemoryLogConfig{Size: 100}), Heartbeat: -1, DispatchTimeout: time.Minute,
+		Logger: logs.logger()})
 	conn, br := stalled(t, th, "t")
 	_ = conn.SetReadDeadline(time.Now().Add(wait))
 	d := sse.NewDecoder(httpChunks(br))
@@ -118,10 +129,136 @@ func TestSlowSubscriberFallsOffTheLog(t *testing.T) {
 		last = ev.ID
 	}
 	waitFor(t, "the subscriber to leave", func() bool { return hub.Subscribers(th.Hub) == 0 })
+	if st := th.Stats(); st.SlowDropped != 1 || st.Subscribers != 0 {
+		t.Fatalf("%+v after a subscriber fell off the log", st)
+	}
+	waitFor(t, "the drop to be logged", func() bool { return logs.dropped("fell behind the history") == 1 })
 	s := th.subscribe(t, q("topic", "t"), header("Last-Event-ID", last))
 	if got := s.resp.Header.Get("Last-Event-ID"); got != "earliest" {
 		t.Fatalf("Last-Event-ID %q after falling off the log", got)
 	}
+}
+
+// Subscribers that never read, beside subscribers that read everything,
+// while megabytes are published: the hub drops each of them once a write
+// to it has waited for the dispatch timeout, resets their connections,
+// counts them and logs them; the readers receive every event, in order.
+func TestStuckSubscribersAreDropped(t *testing.T) {
+	t.Parallel()
+	// 16 MiB: far more than what a connection's buffers take from a
+	// client that reads nothing (its receive buffer, 128 KiB by default,
+	// and on the hub's side about 64 KiB), so that every stuck
+	// subscriber has a write waiting.
+	const stuck, readers, n = 20, 2, 2000
+	data := strings.Repeat("z", 8<<10)
+	logs := &logBuffer{}
+	th := newTestHub(t, hub.Config{Log: hub.NewMemoryLog(hub.MemoryLogConfig{Size: n}), Heartbeat: -1,
+		DispatchTimeout: 300 * time.Millisecond, Logger: logs.logger()})
+	var conns []net.Conn
+	for range stuck {
+		conn, _ := stalled(t, th, "t")
+		conns = append(conns, conn)
+	}
+	var fast []*stream
+	for range readers {
+		fast = append(fast, th.subscribe(t, q("topic", "t"), nil))
+	}
+	waitFor(t, "the subscriptions", func() bool { return th.Stats().Subscribers == stuck+readers })
+
+	for i := range n {
+		if _, err := th.Publish(context.Background(), hub.Update{Topics: []string{"t"}, Data: fmt.Sprint(i, " ", data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range fast {
+		for i := range n {
+			if ev := s.next(t); !strings.HasPrefix(ev.Data, fmt.Sprint(i, " z")) {
+				t.Fatalf("a reader got %.10q as event %d", ev.Data, i)
+			}
+		}
+	}
+	waitFor(t, "the stuck subscribers to be dropped", func() bool { return th.Stats().SlowDropped == stuck })
+	if st := th.Stats(); st.Subscribers != readers {
+		t.Fatalf("%+v: the readers should be left", st)
+	}
+	waitFor(t, "the drops to be logged", func() bool { return logs.dropped("stalled: a write did not finish in 300ms") == stuck })
+
+	// The hub reset their connections: the kernel dropped what it still
+	// held for them, and what they read ends in the reset.
+	_ = conns[0].SetReadDeadline(time.Now().Add(wait))
+	if _, err := io.Copy(io.Discard, conns[0]); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("a dropped subscriber read to %v, want a reset", err)
+	}
+}
+
+// An HTTP/2 subscriber whose stream takes nothing is dropped as stalled
+// too: its handler's write fails at the deadline the response controller
+// set.
+func TestStuckHTTP2SubscriberIsStalled(t *testing.T) {
+	t.Parallel()
+	logs := &logBuffer{}
+	h := newHub(t, hub.Config{Heartbeat: -1, DispatchTimeout: 300 * time.Millisecond, Logger: logs.logger()})
+	th := serveHub(t, h, httptest.NewUnstartedServer(h), true)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, th.url+"?"+q("topic", "t"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := th.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close() // and never read: the stream's window closes
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s", resp.Proto)
+	}
+	waitFor(t, "the subscription", func() bool { return h.Stats().Subscribers == 1 })
+	// 12 MiB: more than the client's flow-control window (4 MiB for Go's).
+	data := strings.Repeat("h", 16<<10)
+	for range 768 {
+		if _, err := h.Publish(context.Background(), hub.Update{Topics: []string{"t"}, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the stuck subscriber to be dropped", func() bool { return h.Stats().SlowDropped == 1 })
+	waitFor(t, "the drop to be logged", func() bool { return logs.dropped("stalled: a write did not finish in 300ms") == 1 })
+}
+
+// logBuffer collects a hub's log lines, for the tests to read.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+var dropLine = regexp.MustCompile(`msg="hub: dropped slow subscribers" dropped=(\d+) reason="([^"]*)" total=(\d+)`)
+
+// dropped sums the subscribers the log says were dropped for reason, and
+// checks that each line's total adds its count to the previous one's.
+func (b *logBuffer) dropped(reason string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sum, total := 0, 0
+	for _, m := range dropLine.FindAllStringSubmatch(b.buf.String(), -1) {
+		n, _ := strconv.Atoi(m[1])
+		t, _ := strconv.Atoi(m[3])
+		if t != total+n {
+			return -1
+		}
+		total = t
+		if m[2] == reason {
+			sum += n
+		}
+	}
+	return sum
 }
 
 // httpChunks decodes a chunked HTTP body.

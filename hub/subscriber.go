@@ -1,6 +1,9 @@
 package hub
 
 import (
+	"errors"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +64,7 @@ const (
 	open     closeReason = iota
 	gone                 // the client went away: a write failed
 	hungUp               // the client closed the connection
+	stalled              // a write did not finish within the dispatch timeout
 	lifetime             // the connection reached its maximum lifetime
 	expired              // the subscriber's token expired
 	ended                // every topic of the subscription ended
@@ -69,7 +73,7 @@ const (
 )
 
 func (r closeReason) String() string {
-	return [...]string{"open", "client gone", "client closed the connection", "maximum lifetime", "token expired", "topics ended", "fell behind the history", "shutdown"}[r]
+	return [...]string{"open", "client gone", "client closed the connection", "stalled", "maximum lifetime", "token expired", "topics ended", "fell behind the history", "shutdown"}[r]
 }
 
 // executor says who runs a subscriber.
@@ -397,7 +401,8 @@ func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeRea
 }
 
 // written records the end of a write: it moves the cursor, or, when the
-// write failed, marks the subscriber gone. When nothing is left to do, it
+// write failed, marks the subscriber stalled if it timed out, gone
+// otherwise. When nothing is left to do, it
 // leaves the subscriber idle (idleLocked), sparing the runner a collect
 // that would find nothing, and reports true: the runner must stop.
 func (s *subscriber) written(b batch, err error) (idle bool) {
@@ -413,6 +418,9 @@ func (s *subscriber) written(b batch, err error) (idle bool) {
 	if err != nil {
 		if s.reason == open {
 			s.reason = gone
+			if timedOut(err) {
+				s.reason = stalled
+			}
 		}
 		return
 	}
@@ -451,7 +459,7 @@ func (s *subscriber) finish(reason closeReason) {
 	case shutdown:
 		// Spread the fleet's reconnections over a few seconds.
 		final = retryHint()
-	case gone, hungUp:
+	case gone, hungUp, stalled:
 		s.sink.abort()
 	}
 	s.sink.close(final)
@@ -461,7 +469,17 @@ func (s *subscriber) finish(reason closeReason) {
 	if h.logger.Enabled(h.ctx, levelDebug) {
 		h.logger.Debug("hub: subscriber left", "subscriber", s.id, "reason", reason.String())
 	}
+	if reason == stalled || reason == lost {
+		h.drops.add(reason)
+	}
 	h.subscriptionEvents(s)
 	close(s.done)
 	h.live.done()
+}
+
+// timedOut reports whether a write failed for its deadline: the client
+// took no bytes for the dispatch timeout.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }

@@ -393,3 +393,52 @@ func TestReconnectCatchesLoss(t *testing.T) {
 		t.Fatalf("a hub that forgets Last-Event-ID went unnoticed: %+v", res)
 	}
 }
+
+// A slow run against a real hub: the subscribers that never read are
+// dropped once a write has waited for the dispatch timeout, and the
+// readers, on their topic and on another, get every event once, in order.
+func TestSlow(t *testing.T) {
+	t.Parallel()
+	u := newTestHub(t, hub.Config{DispatchTimeout: 200 * time.Millisecond, Heartbeat: -1})
+	res, err := Slow(context.Background(), SlowConfig{
+		Target: Target{URL: u, PublisherToken: token(t)}, Slow: 20, Fast: 2, Others: 1,
+		Volume: 8 << 20, EventSize: 16 << 10, Wait: 20 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 512 events, alternating between the topics: 256 to each reader.
+	if res.Events != 512 || res.Published != 512 || res.Expected != 3*256 || res.Delivered != res.Expected ||
+		res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.Incomplete != 0 || res.ReadersLost != 0 ||
+		res.FastLatency.Count != 2*256 || res.OtherLatency == nil || res.OtherLatency.Count != 256 {
+		t.Fatalf("%+v", res)
+	}
+	if !res.Watched || res.Dropped != 20 || res.FirstDrop <= 0 || res.LastDrop < res.FirstDrop {
+		t.Fatalf("the drops of the slow subscribers: %+v", res)
+	}
+}
+
+func TestParseTCPLine(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, line    string
+		local, remote string
+		state         uint8
+		tx, rx        int64
+	}{
+		{"ipv4", "   3: 0100007F:1F90 0200007F:C350 01 0003B600:00000010 00:00000000 00000000     0        0 12345 1 0000000000000000 20 4 30 10 -1",
+			"127.0.0.1:8080", "127.0.0.2:50000", 1, 0x3b600, 0x10},
+		{"ipv6 mapped", "   0: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000800007F:C351 04 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 20 4 30 10 -1",
+			"127.0.0.1:8080", "127.0.0.8:50001", 4, 0, 0},
+		{"ipv6 loopback", "   1: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:C352 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 20 4 30 10 -1",
+			"[::1]:8080", "[::1]:50002", 10, 0, 0},
+	} {
+		e, ok := parseTCPLine([]byte(c.line))
+		if !ok || e.local.String() != c.local || e.remote.String() != c.remote || e.state != c.state || e.txQueue != c.tx || e.rxQueue != c.rx {
+			t.Errorf("%s: %+v %v", c.name, e, ok)
+		}
+	}
+	if _, ok := parseTCPLine([]byte("  sl  local_address rem_address   st tx_queue rx_queue")); ok {
+		t.Error("the header parsed")
+	}
+}

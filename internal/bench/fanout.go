@@ -114,6 +114,11 @@ type run struct {
 	acked     []atomic.Int64 // per topic, the events acknowledged
 
 	delivered, reconnects, catchUp Histogram
+	// recent, when set, also gets each delivery's latency (slow runs).
+	recent *windowMax
+	// pad, when set, ends each event's data after a space: the size of
+	// events (slow runs).
+	pad                            []byte
 	kills, reconnectCount, refails atomic.Int64
 	// cutsPending counts the cuts whose reconnection has not happened yet.
 	cutsPending atomic.Int64
@@ -140,7 +145,7 @@ func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration) (
 	for i := range subs {
 		subs[i] = newSubscriber(i%cfg.Topics, cfg)
 	}
-	if err := r.connectAll(ctx, subs); err != nil {
+	if err := r.connectAll(ctx, subs, func(s *subscriber, st *stream) { s.run(ctx, r, st) }); err != nil {
 		return nil, err
 	}
 	if err := r.probe(ctx, subs); err != nil {
@@ -206,16 +211,7 @@ func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration) (
 	res.PublishSeconds = publishEnd.Sub(start).Seconds()
 	res.PublishRate = float64(res.Published) / res.PublishSeconds
 	res.PostLatency = posts.Summary()
-	for _, s := range subs {
-		res.Delivered += s.delivered.Load()
-		res.Duplicated += s.dups.Load()
-		res.OutOfOrder += s.ooo.Load()
-		res.Missing += int64(s.expected) - s.unique.Load()
-		if s.unique.Load() < int64(s.expected) {
-			res.Incomplete++
-		}
-		res.SubscriberFailures += int(s.drops.Load())
-	}
+	res.Delivered, res.Duplicated, res.OutOfOrder, res.Missing, res.Incomplete, res.SubscriberFailures = tally(subs)
 	res.DeliverySeconds = end.Sub(start).Seconds()
 	res.DeliveryRate = float64(res.Delivered) / res.DeliverySeconds
 	res.DeliveryLatency = r.delivered.Summary()
@@ -241,7 +237,7 @@ func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration) (
 
 // publish publishes events p, p+n, p+2n… (n publishers), each once the hub
 // has answered the one before. An event's data is "p seq sent", sent in
-// nanoseconds since the epoch.
+// nanoseconds since the epoch, followed by " " and r.pad if it is set.
 func (r *run) publish(ctx context.Context, conn *rawConn, p int, start time.Time,
 	posts *Histogram, published, failed *atomic.Int64) {
 	cfg := r.cfg
@@ -266,6 +262,9 @@ func (r *run) publish(ctx context.Context, conn *rawConn, p int, start time.Time
 		data = strconv.AppendInt(data, int64(seq), 10)
 		data = append(data, ' ')
 		data = strconv.AppendInt(data, sent.UnixNano(), 10)
+		if len(r.pad) > 0 {
+			data = append(append(data, ' '), r.pad...)
+		}
 		topic := seq % cfg.Topics
 		var path string
 		path, body = r.t.publication(topic, data, body[:0])
@@ -371,8 +370,8 @@ func (r *run) killer(ctx context.Context, subs []*subscriber, d time.Duration) (
 }
 
 // connectAll opens the subscriptions, a bounded number at a time, and
-// starts reading them.
-func (r *run) connectAll(ctx context.Context, subs []*subscriber) error {
+// starts reading each one in a goroutine that runs start.
+func (r *run) connectAll(ctx context.Context, subs []*subscriber, start func(*subscriber, *stream)) error {
 	sem := make(chan struct{}, 64)
 	errs := make(chan error, len(subs))
 	for _, s := range subs {
@@ -385,7 +384,7 @@ func (r *run) connectAll(ctx context.Context, subs []*subscriber) error {
 				errs <- err
 				return
 			}
-			go s.run(ctx, r, st)
+			go start(s, st)
 		}()
 	}
 	for range cap(sem) {
@@ -533,6 +532,9 @@ func (s *subscriber) read(st *stream, r *run) {
 		}
 		s.delivered.Add(1)
 		r.delivered.Record(now.Sub(time.Unix(0, sent)))
+		if r.recent != nil {
+			r.recent.record(now.Sub(time.Unix(0, sent)))
+		}
 		s.record(p, seq)
 		if s.catchTarget > 0 {
 			s.caughtUp(&r.catchUp)
@@ -572,10 +574,27 @@ func (s *subscriber) record(p, seq int) {
 	}
 }
 
-// parseData reads "publisher sequence sent".
+// tally sums what the subscribers received: deliveries (duplicates
+// included), duplicates, events out of order and missing, the subscribers
+// that missed any, and the connections the hub dropped.
+func tally(subs []*subscriber) (delivered, dups, ooo, missing int64, incomplete, dropped int) {
+	for _, s := range subs {
+		delivered += s.delivered.Load()
+		dups += s.dups.Load()
+		ooo += s.ooo.Load()
+		missing += int64(s.expected) - s.unique.Load()
+		if s.unique.Load() < int64(s.expected) {
+			incomplete++
+		}
+		dropped += int(s.drops.Load())
+	}
+	return
+}
+
+// parseData reads "publisher sequence sent", which padding may follow.
 func parseData(data string) (p, seq int, sent int64, ok bool) {
-	f := strings.Fields(data)
-	if len(f) != 3 {
+	f := strings.SplitN(data, " ", 4)
+	if len(f) < 3 {
 		return 0, 0, 0, false
 	}
 	var e1, e2, e3 error

@@ -28,6 +28,10 @@ Modes:
   reconnect  a fanout during which subscribers are cut off at random and come
              back with Last-Event-ID: lost and duplicated events, reconnection
              and catch-up latency
+  slow       subscribers that never read beside a few that read everything, on
+             one topic, while megabytes are published: the readers' latencies,
+             a check that they got every event once, in order, and when the
+             hub dropped the ones that never read
 
 Run 'herald bench <mode> -h' for the flags of a mode. The tool speaks Mercure,
 or nchan's protocol with -protocol nchan. It loads only hubs on this machine
@@ -55,6 +59,8 @@ func runBench(e *env, args []string) error {
 		return runFanout(e, args[1:], false)
 	case "reconnect":
 		return runFanout(e, args[1:], true)
+	case "slow":
+		return runSlow(e, args[1:])
 	default:
 		return usagef("unknown mode %q", args[0])
 	}
@@ -136,6 +142,15 @@ func loopbackOnly(raw string) error {
 	return nil
 }
 
+// report prints a run's result: as JSON with -json, else with print.
+func (b *benchFlags) report(e *env, res any, print func(io.Writer)) error {
+	if b.asJSON {
+		return printJSON(e.stdout, res)
+	}
+	print(e.stdout)
+	return nil
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -168,12 +183,8 @@ func runConns(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if bf.asJSON {
-		if err := printJSON(e.stdout, res); err != nil {
-			return err
-		}
-	} else {
-		printConns(e.stdout, res)
+	if err := bf.report(e, res, func(w io.Writer) { printConns(w, res) }); err != nil {
+		return err
 	}
 	if res.Failed != 0 || res.Dropped != 0 || res.ProbeMissing != 0 {
 		return errors.New("not every connection was opened, held and probed")
@@ -248,12 +259,8 @@ func runFanout(e *env, args []string, reconnect bool) error {
 	if err != nil {
 		return err
 	}
-	if bf.asJSON {
-		if err := printJSON(e.stdout, res); err != nil {
-			return err
-		}
-	} else {
-		printFanout(e.stdout, mode, res)
+	if err := bf.report(e, res, func(w io.Writer) { printFanout(w, mode, res) }); err != nil {
+		return err
 	}
 	if res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.PublishErrors != 0 {
 		return errors.New("verification failed: events were lost, duplicated, reordered or refused")
@@ -287,6 +294,107 @@ func printFanout(w io.Writer, mode string, r *bench.FanoutResult) {
 	fmt.Fprintf(&b, "  this tool   CPU %.2fs (%.2fs per million deliveries); connecting took %.2fs\n",
 		r.ToolCPUSeconds, r.ToolCPUPerMillion, r.ConnectSeconds)
 	_, _ = io.WriteString(w, b.String())
+}
+
+// maxBenchEventSize bounds the events of a slow run: a hub's default bound
+// on a publication's body is 1 MiB (form-encoded, the data grows a little).
+const maxBenchEventSize = 512 << 10
+
+func runSlow(e *env, args []string) error {
+	fs := newFlags(e, "bench slow", "[flags]")
+	var bf benchFlags
+	bf.register(fs)
+	var cfg bench.SlowConfig
+	volume := sizeFlag(20 << 20)
+	fs.IntVar(&cfg.Slow, "slow", 2000, "the `number` of subscribers that stop reading once subscribed")
+	fs.IntVar(&cfg.Fast, "fast", 3, "the `number` of subscribers that read everything, on the same topic")
+	fs.IntVar(&cfg.Others, "others", 0, "the `number` of subscribers that read everything on a second topic, which then gets every other event")
+	fs.Var(&volume, "volume", "the `size` of the event data to publish, in all (bytes, or with a unit: 512KiB, 20MiB, 1GiB)")
+	fs.IntVar(&cfg.EventSize, "event-size", 4096, "the `bytes` of data per event")
+	fs.Float64Var(&cfg.Rate, "rate", 1000, "events per second (a `number`); 0 for as fast as the hub answers")
+	fs.DurationVar(&cfg.Wait, "wait", 15*time.Second, "how long after the last publication the readers have to get everything and the hub to drop the others (a `duration`)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel, err := bf.resolve(e, fs)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	cfg.Volume = int64(volume)
+	switch {
+	case cfg.Slow < 0 || cfg.Fast < 1 || cfg.Others < 0 || cfg.Slow+cfg.Fast+cfg.Others > maxBenchSubscribers:
+		return usagef("-slow %d, -fast %d, -others %d: want at least one fast subscriber, and %d subscribers at most",
+			cfg.Slow, cfg.Fast, cfg.Others, maxBenchSubscribers)
+	case cfg.EventSize < 64 || cfg.EventSize > maxBenchEventSize:
+		return usagef("-event-size %d: want 64 to %d bytes", cfg.EventSize, maxBenchEventSize)
+	case cfg.Volume < int64(cfg.EventSize) || cfg.Volume/int64(cfg.EventSize) > maxBenchEvents:
+		return usagef("-volume %d: want at least one event and at most %d", cfg.Volume, maxBenchEvents)
+	}
+	cfg.Target, cfg.PIDs, cfg.Progress = bf.target, bf.pids, bf.progress(e)
+	res, err := bench.Slow(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := bf.report(e, res, func(w io.Writer) { printSlow(w, res) }); err != nil {
+		return err
+	}
+	if res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.PublishErrors != 0 || res.ReadersLost != 0 {
+		return errors.New("verification failed: the readers lost, got twice or out of order events, or were dropped, or publications were refused")
+	}
+	return nil
+}
+
+func printSlow(w io.Writer, r *bench.SlowResult) {
+	var b strings.Builder
+	pace := "as fast as possible"
+	if r.Rate > 0 {
+		pace = fmt.Sprintf("%g events/s", r.Rate)
+	}
+	fmt.Fprintf(&b, "slow: %d subscribers that never read, %d that read", r.Slow, r.Fast)
+	if r.Others > 0 {
+		fmt.Fprintf(&b, " (and %d on another topic)", r.Others)
+	}
+	fmt.Fprintf(&b, "; %d events of %d bytes (%.1f MiB, %s)\n", r.Events, r.EventSize, float64(r.Events)*float64(r.EventSize)/(1<<20), pace)
+	fmt.Fprintf(&b, "  published   %d in %.2fs, %d errors; POST latency %s\n", r.Published, r.PublishSeconds, r.PublishErrors, latency(r.PostLatency))
+	fmt.Fprintf(&b, "  readers     latency %s\n", latency(r.FastLatency))
+	if r.OtherLatency != nil {
+		fmt.Fprintf(&b, "  other topic latency %s\n", latency(*r.OtherLatency))
+	}
+	fmt.Fprintf(&b, "  checked     %d of %d delivered: %d missing, %d duplicated, %d out of order, %d readers incomplete, %d dropped\n",
+		r.Delivered, r.Expected, r.Missing, r.Duplicated, r.OutOfOrder, r.Incomplete, r.ReadersLost)
+	if r.Watched {
+		fmt.Fprintf(&b, "  slow        %d of %d dropped by the hub", r.Dropped, r.Slow)
+		if r.Dropped > 0 {
+			fmt.Fprintf(&b, ", from %.2fs to %.2fs (median %.2fs)", r.FirstDrop, r.LastDrop, r.MedianDrop)
+		}
+		fmt.Fprintf(&b, "; at most %.0f MiB queued in the kernel for them\n", float64(r.QueuedPeak)/(1<<20))
+	} else {
+		b.WriteString("  slow        drops not watched: the kernel's TCP table (/proc/net/tcp) could not be read\n")
+	}
+	if r.HubRSSBytes != 0 {
+		fmt.Fprintf(&b, "  hub         CPU %.2fs, RSS %.1f MiB\n", r.HubCPU, float64(r.HubRSSBytes)/(1<<20))
+	}
+	fmt.Fprintf(&b, "  this tool   CPU %.2fs; the run took %.2fs after connecting (%.2fs)\n", r.ToolCPU, r.RunSeconds, r.ConnectSecs)
+	_, _ = io.WriteString(w, b.String())
+}
+
+// sizeFlag is a number of bytes, given bare or with a unit: kB, MB, GB
+// (powers of 1000) or KiB, MiB, GiB (powers of 1024).
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
+
+func (s *sizeFlag) Set(v string) error {
+	num := strings.TrimRight(v, "kKMGiB")
+	unit := v[len(num):]
+	mult, ok := map[string]int64{"": 1, "B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[unit]
+	n, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || n < 0 || n*float64(mult) > 1<<40 {
+		return fmt.Errorf("%q is not a size: want bytes, or a number with kB, MB, GB, KiB, MiB or GiB", v)
+	}
+	*s = sizeFlag(n * float64(mult))
+	return nil
 }
 
 func latency(s bench.Summary) string {

@@ -470,7 +470,7 @@ func TestClientFlagsDocumented(t *testing.T) {
 	}
 	flagLine := regexp.MustCompile(`(?m)^  -([\w-]+)`)
 	for _, args := range [][]string{{"help", "subscribe"}, {"help", "publish"}, {"help", "token"},
-		{"bench", "conns", "-h"}, {"bench", "fanout", "-h"}, {"bench", "reconnect", "-h"}} {
+		{"bench", "conns", "-h"}, {"bench", "fanout", "-h"}, {"bench", "reconnect", "-h"}, {"bench", "slow", "-h"}} {
 		c := strings.Join(args[:len(args)-1], " ")
 		if args[0] == "help" {
 			c = args[1]
@@ -485,6 +485,21 @@ func TestClientFlagsDocumented(t *testing.T) {
 			if !regexp.MustCompile(`-` + f[1] + `\b`).Match(doc) {
 				t.Errorf("docs/cli.md does not mention -%s of herald %s", f[1], c)
 			}
+		}
+	}
+}
+
+// herald bench slow refuses a volume it cannot read or that holds no event.
+func TestBenchSlowVolume(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ volume, want string }{
+		{"20XB", "is not a size"},
+		{"-1MiB", "is not a size"},
+		{"1kB", "want at least one event"}, // 1,000 bytes, under the 4096 of an event
+	} {
+		code, _, errOut := cmd(t, nil, "", "bench", "slow", "-volume", c.volume)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("-volume %s: exit %d, %q", c.volume, code, errOut)
 		}
 	}
 }

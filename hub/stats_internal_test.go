@@ -1,0 +1,55 @@
+package hub
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// Drops are logged at most once per dropLogEvery: the first at once, the
+// ones that follow within the interval together at its end, each line with
+// its count, its reasons and the running total.
+func TestSlowDropsLogAtMostOnceASecond(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		d := &slowDrops{logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				return a
+			},
+		})), timeout: 5 * time.Second}
+		lines := func() []string {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return strings.Split(strings.TrimSpace(buf.String()), "\n")
+		}
+		d.add(stalled)
+		for range 1872 {
+			d.add(stalled)
+		}
+		d.add(lost)
+		if got := lines(); len(got) != 1 {
+			t.Fatalf("%d lines at once, want 1: %q", len(got), got)
+		}
+		time.Sleep(dropLogEvery)
+		synctest.Wait()
+		d.add(lost)
+		d.stop()
+		want := []string{
+			`level=WARN msg="hub: dropped slow subscribers" dropped=1 reason="stalled: a write did not finish in 5s" total=1`,
+			`level=WARN msg="hub: dropped slow subscribers" dropped=1873 reason="stalled: a write did not finish in 5s (1872); fell behind the history (1)" total=1874`,
+			`level=WARN msg="hub: dropped slow subscribers" dropped=1 reason="fell behind the history" total=1875`,
+		}
+		if got := lines(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if d.total.Load() != 1875 {
+			t.Fatalf("total %d", d.total.Load())
+		}
+	})
+}
