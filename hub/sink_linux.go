@@ -31,8 +31,8 @@ func nonblockingConn(conn net.Conn) rawConn {
 		sc = c
 	case *net.UnixConn:
 		sc = c
-	case *handedConn:
-		sc = c.TCPConn
+	case *servedConn:
+		return nonblockingConn(c.Conn)
 	default:
 		return nil
 	}
