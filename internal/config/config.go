@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herald-sse/herald/hub"
 )
 
 // Config is everything "herald serve" can be told.
@@ -45,6 +47,10 @@ type Config struct {
 	HistoryMaxAge time.Duration
 	MaxBodySize   int64
 	MaxTopics     int
+	// MaxConnections zero means no limit; its default is
+	// hub.DefaultMaxConnections(), read from the process's limit on open
+	// files.
+	MaxConnections int
 
 	TLSCert string
 	TLSKey  string
@@ -91,6 +97,7 @@ func (c *Config) options() []option {
 		{"history-max-age", env("HISTORY_MAX_AGE"), "drop events older than this `duration` from the history; 0 for no limit", (*durationValue)(&c.HistoryMaxAge)},
 		{"max-body-size", env("MAX_BODY_SIZE"), "the largest publish request body, in `bytes`", (*int64Value)(&c.MaxBodySize)},
 		{"max-topics", env("MAX_TOPICS"), "the most topics (a `number`) in one update or subscription", (*intValue)(&c.MaxTopics)},
+		{"max-connections", env("MAX_CONNECTIONS"), "the most connections (a `number`) the hub holds open at once; past it a new one is answered 503; by default 90% of the limit on open files (ulimit -n); 0 for no limit", (*intValue)(&c.MaxConnections)},
 		{"tls-cert", env("TLS_CERT"), "a PEM certificate `file`: serve HTTPS (and HTTP/2)", (*strValue)(&c.TLSCert)},
 		{"tls-key", env("TLS_KEY"), "the PEM private key `file` of -tls-cert", (*strValue)(&c.TLSKey)},
 		{"log-level", env("LOG_LEVEL"), "the log `level`: debug, info, warn or error", (*strValue)(&c.LogLevel)},
@@ -119,6 +126,7 @@ func Default() Config {
 		DataDir:         "herald-data",
 		MaxBodySize:     1 << 20,
 		MaxTopics:       1000,
+		MaxConnections:  hub.DefaultMaxConnections(),
 		LogLevel:        "info",
 		LogFormat:       "text",
 	}
@@ -221,6 +229,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxTopics <= 0 {
 		errs = append(errs, fmt.Errorf("max-topics: %d is not positive", c.MaxTopics))
+	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("max-connections: %d is negative (0 is no limit)", c.MaxConnections))
 	}
 	for _, d := range []struct {
 		name string
