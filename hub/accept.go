@@ -22,7 +22,8 @@ import (
 const (
 	// MaxRejections bounds the connections Serve refuses at once, past
 	// MaxConnections: each holds a file descriptor and a goroutine for at
-	// most rejectTimeout. Past it Serve stops accepting until one is done
+	// most rejectTimeout and rejectLinger. Past it Serve stops accepting
+	// until one is done
 	// (or a connection it holds closes), and new connections wait in the
 	// kernel's backlog: a flood cannot make the refusals themselves take
 	// the process's descriptors.
@@ -38,14 +39,16 @@ const (
 	// has no limit on open files to size it by (outside Unix).
 	fallbackMaxConnections = 10_000
 
-	// rejectTimeout bounds the refusal of one connection, from its TLS
-	// handshake to the wait for the client to close after the answer: a
-	// client that sends nothing holds a rejection no longer.
+	// rejectTimeout bounds the refusal of one connection up to its
+	// answer: the TLS handshake, the request's head, the answer. A client
+	// that sends nothing holds a rejection no longer.
 	rejectTimeout = 2 * time.Second
-	// rejectDrainSize bounds what is read and dropped of a refused
-	// connection after the answer, while the client closes. Closing a
-	// socket with unread bytes resets the connection, and a reset can
-	// make the client lose the answer.
+	// rejectLinger and rejectDrainSize bound the wait for the client to
+	// close after the answer, and what is read and dropped meanwhile.
+	// Closing a socket with unread bytes resets the connection, and a
+	// reset can make the client lose the answer; net/http lingers as
+	// long.
+	rejectLinger    = 500 * time.Millisecond
 	rejectDrainSize = 64 << 10
 	// minRetryAfter and maxRetryAfter bound the Retry-After of a refusal,
 	// in seconds; it is drawn between them so that refused clients do not
@@ -226,10 +229,10 @@ func (s *plainServer) reject(c net.Conn) {
 }
 
 // refuse answers the first request on c with 503 too_many_connections,
-// completing the TLS handshake first if Serve speaks TLS, then waits for
-// the client to close, all within rejectTimeout. The request's head is
-// read first (as much of it as a pooled reader holds), so that the answer
-// answers a request, and the rest while the client closes.
+// completing the TLS handshake first if Serve speaks TLS, within
+// rejectTimeout, then lingers while the client closes. The request's head
+// is read first (as much of it as a pooled reader holds), so that the
+// answer answers a request, and the rest while the client closes.
 func (s *plainServer) refuse(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(rejectTimeout))
 	rw := c
@@ -262,6 +265,10 @@ func (s *plainServer) refuse(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
+	if s.isClosing() {
+		return // shutdown cut the connection's deadline short
+	}
+	_ = c.SetReadDeadline(time.Now().Add(rejectLinger))
 	_, _ = io.CopyN(io.Discard, rw, rejectDrainSize) // until the client closes
 }
 
