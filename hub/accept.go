@@ -256,7 +256,7 @@ func (s *plainServer) refuse(c net.Conn) {
 	if !ok {
 		return
 	}
-	if _, err := rw.Write(s.refusal(bytes.HasPrefix(head, []byte("HEAD ")))); err != nil {
+	if _, err := rw.Write(s.refusalAnswer(bytes.HasPrefix(head, []byte("HEAD ")))); err != nil {
 		return
 	}
 	if tc, ok := rw.(*tls.Conn); ok {
@@ -287,9 +287,9 @@ func readHead(br *bufio.Reader) ([]byte, bool) {
 	}
 }
 
-// refusal returns the answer to a connection past the limit, with no body
+// refusalAnswer returns the answer to a connection past the limit, with no body
 // if it answers a HEAD request.
-func (s *plainServer) refusal(head bool) []byte {
+func (s *plainServer) refusalAnswer(head bool) []byte {
 	a := &answer{header: http.Header{}}
 	a.header.Set("Connection", "close")
 	a.header.Set("Retry-After", strconv.Itoa(minRetryAfter+rand.IntN(maxRetryAfter-minRetryAfter+1)))
