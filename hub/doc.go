@@ -37,9 +37,12 @@
 //
 // # Serving
 //
-// Any http.Server can serve a Hub. Serve does it with less CPU: it answers
-// plain HTTP/1.1 publications itself, and hands every other connection to
-// the server.
+// Any http.Server can serve a Hub. Serve does it with less CPU, and
+// safely under a flood of connections: it answers plain HTTP/1.1
+// publications itself and hands every other connection to the server; it
+// holds at most Config.MaxConnections connections, refusing more with 503;
+// it survives running out of file descriptors; and it speaks TLS when the
+// server's TLSConfig holds a certificate.
 //
 // # Concurrency
 //

@@ -53,6 +53,7 @@ const (
 	codeMethod          = "method_not_allowed"
 	codeNotFound        = "not_found"
 	codeUnavailable     = "unavailable"
+	codeTooManyConns    = "too_many_connections"
 	codeInternal        = "internal_error"
 )
 

@@ -150,6 +150,15 @@ type Config struct {
 	// MaxEndedTopics bounds the ended topics remembered. Zero means
 	// DefaultMaxEndedTopics.
 	MaxEndedTopics int
+	// MaxConnections bounds the connections Serve holds open at once,
+	// every connection it accepted until it is closed: publishers',
+	// those handed to the http.Server and subscriptions, which the hub
+	// closes. Past it a new connection is answered 503, and those open
+	// are untouched, so that no flood of connections takes the process
+	// out of file descriptors. Zero means DefaultMaxConnections(), read
+	// when Serve starts; negative means no bound. A hub served by an
+	// http.Server alone is bounded by that server, not by this.
+	MaxConnections int
 
 	// Logger receives the hub's logs. Nil means slog.Default().
 	Logger *slog.Logger

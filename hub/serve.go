@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -16,23 +17,47 @@ import (
 )
 
 // Serve accepts connections on ln and serves them with srv, as srv.Serve
-// does, with one difference: on an HTTP/1.1 connection the hub answers
-// plain publications itself, without net/http, at about half the CPU time
-// (BENCHMARKS.md has the figures). A plain publication is a POST to Path
-// with a Host, a Bearer token in its Authorization header, a
-// Content-Length, the form content type and nothing that asks for more: no
-// Cookie, Origin, Expect, Transfer-Encoding, Upgrade or TE, and no
-// Connection but keep-alive; its request line, headers and body fit in 4
-// KiB. Backends publishing with a token send nothing else. The hub answers
-// it with the bytes srv would write.
+// does, with two differences: it bounds the connections it holds, and on
+// an HTTP/1.1 connection the hub answers plain publications itself,
+// without net/http, at about half the CPU time (BENCHMARKS.md has the
+// figures).
 //
-// The first request that is not plain, or that the handler would refuse
-// (a bad token, form or topic), and everything after it on that
+// A plain publication is a POST to Path with a Host, a Bearer token in its
+// Authorization header, a Content-Length, the form content type and
+// nothing that asks for more: no Cookie, Origin, Expect,
+// Transfer-Encoding, Upgrade or TE, and no Connection but keep-alive; its
+// request line, headers and body fit in 4 KiB. Backends publishing with a
+// token send nothing else. The hub answers it with the bytes srv would
+// write. The first request that is not plain, or that the handler would
+// refuse (a bad token, form or topic), and everything after it on that
 // connection, go to srv as they came: srv.Handler must serve the hub at
 // Path, and every other request gets net/http's full handling. srv's
-// ConnState and ConnContext hooks see only those connections. On a
-// listener of TLS connections (tls.NewListener), srv serves them all; for
-// TLS, srv.ServeTLS does as well.
+// ConnState and ConnContext hooks see only those connections, in a wrapper
+// whose NetConn method returns the connection ln accepted (within a
+// *tls.Conn when Serve speaks TLS).
+//
+// Every connection Serve accepts counts against the hub's MaxConnections
+// until it is closed, whoever closes it: the hub, srv, or the hub again
+// for a subscription taken from srv. Past the limit a new connection is
+// accepted, its first request's head read, and it is answered 503 with
+// the error too_many_connections, Retry-After and Connection: close; at
+// most MaxRejections at a time, past which Serve stops accepting until one
+// is done or a connection closes. The connections open are untouched.
+//
+// When srv.TLSConfig holds a certificate (Certificates, GetCertificate or
+// GetConfigForClient), Serve speaks TLS on every connection, as
+// srv.ServeTLS would, HTTP/2 included: srv serves them all (there are no
+// plain publications over TLS) and a refusal completes the handshake
+// first (HTTP/1.1 only). On a listener of TLS connections (tls.NewListener)
+// instead, srv serves them all too, but they go uncounted: srv needs them
+// unwrapped.
+//
+// Serve never ends for an error that may clear: when Accept fails (out of
+// file descriptors, say), it waits 5 ms, doubling to 100 ms while it keeps
+// failing, or less when a connection it holds closes, and tries again,
+// logging the failures at most once a second. It returns only when ln is
+// closed, or for an error that can never clear: a descriptor that is not a
+// listening socket (EBADF, EINVAL, ENOTSOCK, EOPNOTSUPP, EFAULT).
 //
 // srv.Shutdown stops Serve too: it closes ln and the connections that wait
 // for a request, and lets the publications in progress finish; then Serve
@@ -41,18 +66,39 @@ import (
 // and for the rest of a request, srv.IdleTimeout (or else
 // srv.ReadTimeout) the wait for the next one.
 func (h *Hub) Serve(srv *http.Server, ln net.Listener) error {
+	limit := h.cfg.MaxConnections
+	if limit == 0 {
+		limit = DefaultMaxConnections()
+	}
 	s := &plainServer{
-		h:       h,
-		ln:      ln,
-		queue:   newConnQueue(ln.Addr()),
-		conns:   make(map[*plainConn]struct{}),
-		idle:    cmp.Or(srv.IdleTimeout, srv.ReadTimeout),
-		partial: cmp.Or(srv.ReadHeaderTimeout, srv.ReadTimeout),
+		h:        h,
+		ln:       ln,
+		queue:    newConnQueue(ln.Addr()),
+		limit:    limit,
+		conns:    make(map[*plainConn]struct{}),
+		rejects:  make(map[*refusal]struct{}),
+		freed:    make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		idle:     cmp.Or(srv.IdleTimeout, srv.ReadTimeout),
+		partial:  cmp.Or(srv.ReadHeaderTimeout, srv.ReadTimeout),
+		failures: acceptLog{logger: h.logger},
+	}
+	if c := srv.TLSConfig; c != nil && (len(c.Certificates) > 0 || c.GetCertificate != nil || c.GetConfigForClient != nil) {
+		// Taken before srv.ServeTLS adds to srv.TLSConfig's NextProtos.
+		s.rejectTLS = c.Clone()
+		s.rejectTLS.NextProtos = []string{"http/1.1"}
 	}
 	srv.RegisterOnShutdown(s.shutdown)
 	served := make(chan error, 1)
 	go func() {
-		err := srv.Serve(s.queue)
+		var err error
+		if s.rejectTLS != nil {
+			// The certificate is in srv.TLSConfig; ServeTLS offers
+			// HTTP/2 unless srv says otherwise, and sets it up.
+			err = srv.ServeTLS(s.queue, "", "")
+		} else {
+			err = srv.Serve(s.queue)
+		}
 		s.shutdown() // srv.Close, which runs no shutdown hook
 		served <- err
 	}()
@@ -76,49 +122,27 @@ type plainServer struct {
 	partial time.Duration // the longest wait for the rest of one, if positive
 	wg      sync.WaitGroup
 
+	// rejectTLS, if Serve speaks TLS, is srv's configuration with
+	// HTTP/1.1 alone, for refusals.
+	rejectTLS *tls.Config
+	limit     int           // the most connections held at once; negative: no limit
+	open      atomic.Int64  // the connections held (servedConn)
+	rejecting atomic.Int32  // the connections being refused
+	freed     chan struct{} // a wake-up for the accept loop: one of them closed
+	done      chan struct{} // closed by shutdown
+	failures  acceptLog     // the accept loop's
+
 	mu      sync.Mutex
 	closing bool
 	conns   map[*plainConn]struct{}
+	rejects map[*refusal]struct{}
 }
 
-// accept accepts connections until ln fails or the server shuts down.
-func (s *plainServer) accept() error {
-	var delay time.Duration
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return http.ErrServerClosed
-			}
-			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-				// Out of descriptors, say: wait and retry, as net/http does.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			s.handOver(c, nil)
-			continue
-		}
-		pc := &plainConn{s: s, c: tc}
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			_ = c.Close()
-			return http.ErrServerClosed
-		}
-		s.conns[pc] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go pc.serve()
-	}
+// isClosing reports whether shutdown has begun.
+func (s *plainServer) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 // shutdown stops accepting, closes the connections that wait for a
@@ -131,7 +155,11 @@ func (s *plainServer) shutdown() {
 		return
 	}
 	s.closing = true
+	close(s.done)
 	_ = s.ln.Close()
+	for r := range s.rejects {
+		_ = r.c.SetDeadline(time.Now())
+	}
 	for pc := range s.conns {
 		switch pc.state {
 		case waiting:
@@ -144,13 +172,8 @@ func (s *plainServer) shutdown() {
 	}
 }
 
-// handOver gives a connection to srv, with what was read of it and not
-// answered.
-func (s *plainServer) handOver(c net.Conn, br *bufio.Reader) {
-	if tc, ok := c.(*net.TCPConn); ok && br != nil {
-		// br holds bytes: a connection is handed over on a request.
-		c = &handedConn{TCPConn: tc, br: br}
-	}
+// handOver gives a connection to srv.
+func (s *plainServer) handOver(c net.Conn) {
 	if !s.queue.push(c) {
 		_ = c.Close()
 	}
@@ -174,7 +197,7 @@ const (
 // plainConn is a connection that has had only plain publications so far.
 type plainConn struct {
 	s *plainServer
-	c *net.TCPConn
+	c *servedConn // of a *net.TCPConn
 
 	// Guarded by s.mu.
 	state connState
@@ -188,7 +211,7 @@ type plainConn struct {
 // is not plain.
 func (pc *plainConn) serve() {
 	br := plainReaders.Get().(*bufio.Reader)
-	br.Reset(pc.c)
+	br.Reset(pc.c.Conn)
 	handed := false
 	defer func() {
 		pc.s.mu.Lock()
@@ -238,7 +261,8 @@ func (pc *plainConn) serve() {
 				_ = pc.c.SetReadDeadline(time.Time{})
 			}
 			handed = true
-			pc.s.handOver(pc.c, br)
+			pc.c.buffer(br)
+			pc.s.handOver(pc.c)
 			return
 		}
 		_, _ = br.Discard(req.size)
@@ -279,36 +303,82 @@ func (pc *plainConn) setDeadline(d time.Duration, lazy bool) {
 	_ = pc.c.SetReadDeadline(t)
 }
 
-// handedConn is a connection handed over to srv: its reads return first
-// what the hub had read and not answered.
-type handedConn struct {
-	*net.TCPConn
-	mu sync.Mutex
-	br *bufio.Reader
+// servedConn is a connection Serve accepted. It counts among the
+// connections Serve holds until it is first closed. Once the hub hands it
+// to srv after reading a request, its reads return first what the hub read
+// and did not answer.
+type servedConn struct {
+	net.Conn
+	s        *plainServer
+	closed   atomic.Bool
+	buffered atomic.Bool // br is set: reads take mu
+	mu       sync.Mutex
+	br       *bufio.Reader
 }
 
-func (c *handedConn) Read(p []byte) (int, error) {
+// buffer makes br, which holds bytes read from the connection, the first
+// thing its reads return.
+func (c *servedConn) buffer(br *bufio.Reader) {
 	c.mu.Lock()
-	if br := c.br; br != nil {
-		// No system call: the reader has bytes. Once they are read, it
-		// goes back to the pool, not to be kept for as long as the
-		// connection lasts (a subscription's, hours).
-		n, err := br.Read(p)
-		if br.Buffered() == 0 {
-			c.br = nil
-			br.Reset(nil)
-			plainReaders.Put(br)
+	c.br = br
+	c.buffered.Store(true)
+	c.mu.Unlock()
+}
+
+func (c *servedConn) Read(p []byte) (int, error) {
+	if c.buffered.Load() {
+		c.mu.Lock()
+		if br := c.br; br != nil {
+			// No system call: the reader has bytes. Once they are
+			// read, it goes back to the pool, not to be kept for as
+			// long as the connection lasts (a subscription's, hours).
+			n, err := br.Read(p)
+			if br.Buffered() == 0 {
+				c.br = nil
+				c.buffered.Store(false)
+				br.Reset(nil)
+				plainReaders.Put(br)
+			}
+			c.mu.Unlock()
+			return n, err
 		}
 		c.mu.Unlock()
-		return n, err
 	}
-	c.mu.Unlock()
-	return c.TCPConn.Read(p)
+	return c.Conn.Read(p)
 }
 
-// SyscallConn lets a subscription on the connection write to its socket
-// directly, as on any TCP connection.
-func (c *handedConn) SyscallConn() (syscall.RawConn, error) { return c.TCPConn.SyscallConn() }
+// Close closes the connection and, the first time, frees its place among
+// the connections Serve holds.
+func (c *servedConn) Close() error {
+	err := c.Conn.Close()
+	if !c.closed.Swap(true) {
+		c.s.open.Add(-1)
+		c.s.freeOne()
+	}
+	return err
+}
+
+// NetConn returns the connection ln accepted.
+func (c *servedConn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite shuts down the writing side of a TCP or Unix connection, as
+// net/http does before closing one whose request it did not read to the
+// end, so that the client gets the answer rather than a reset.
+func (c *servedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// SyscallConn gives access to the socket of a TCP or Unix connection, as
+// on the connection itself.
+func (c *servedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}
 
 // connQueue is the listener srv serves: the connections handed over.
 type connQueue struct {

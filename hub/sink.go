@@ -146,12 +146,8 @@ func (c *connSink) close(final []byte) {
 // long as a client that reads nothing keeps its window shut.
 func (c *connSink) abort() {
 	if !c.aborted.Swap(true) {
-		conn := c.conn
-		if tc, ok := conn.(*tls.Conn); ok {
-			conn = tc.NetConn()
-		}
-		if l, ok := conn.(interface{ SetLinger(sec int) error }); ok {
-			_ = l.SetLinger(0)
+		if tc, ok := baseConn(c.conn).(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
 		}
 		c.closeConn()
 	}
@@ -165,6 +161,21 @@ func (c *connSink) closeConn() {
 		return
 	}
 	_ = c.conn.Close()
+}
+
+// baseConn returns the connection under the layers put over it: TLS, and
+// Serve's wrapper that counts connections.
+func baseConn(conn net.Conn) net.Conn {
+	for {
+		switch c := conn.(type) {
+		case *tls.Conn:
+			conn = c.NetConn()
+		case *servedConn:
+			conn = c.Conn
+		default:
+			return conn
+		}
+	}
 }
 
 // handlerSink writes through the http.ResponseWriter of a handler that

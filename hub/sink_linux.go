@@ -3,7 +3,6 @@
 package hub
 
 import (
-	"crypto/tls"
 	"net"
 	"sync"
 	"syscall"
@@ -32,8 +31,8 @@ func nonblockingConn(conn net.Conn) rawConn {
 		sc = c
 	case *net.UnixConn:
 		sc = c
-	case *handedConn:
-		sc = c.TCPConn
+	case *servedConn:
+		return nonblockingConn(c.Conn)
 	default:
 		return nil
 	}
@@ -75,19 +74,11 @@ const maxUnsent = 64 << 10
 // other connections are left as they are. It is best effort: a socket
 // that refuses the option keeps the kernel's default.
 func boundUnsent(conn net.Conn) {
-	if tc, ok := conn.(*tls.Conn); ok {
-		conn = tc.NetConn()
-	}
-	var sc syscall.Conn
-	switch c := conn.(type) {
-	case *net.TCPConn:
-		sc = c
-	case *handedConn:
-		sc = c.TCPConn
-	default:
+	tc, ok := baseConn(conn).(*net.TCPConn)
+	if !ok {
 		return
 	}
-	raw, err := sc.SyscallConn()
+	raw, err := tc.SyscallConn()
 	if err != nil {
 		return
 	}

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"crypto/tls"
 	"net"
 	"syscall"
 )
@@ -60,10 +59,7 @@ func watchByReading(s *subscriber, conn net.Conn) {
 // socketOf returns the socket under conn, seen through TLS, or nil when
 // conn has none.
 func socketOf(conn net.Conn) syscall.RawConn {
-	if tc, ok := conn.(*tls.Conn); ok {
-		conn = tc.NetConn()
-	}
-	sc, ok := conn.(syscall.Conn)
+	sc, ok := baseConn(conn).(syscall.Conn)
 	if !ok {
 		return nil
 	}

@@ -14,7 +14,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/internal/config"
+	"github.com/herald-sse/herald/internal/fdlimit"
 )
 
 // runCheckConfig loads the configuration "herald serve" would run with,
@@ -44,6 +46,9 @@ func runCheckConfig(e *env, args []string) error {
 		}
 	}
 	c.dataDir(cfg)
+	if n, ok := fdlimit.Current(); ok {
+		c.descriptors(cfg, n)
+	}
 
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	for _, s := range settings {
@@ -171,6 +176,30 @@ func (c *checks) addr(name, addr string) {
 		return
 	}
 	_ = ln.Close()
+}
+
+// descriptorHeadroom is the fewest file descriptors check-config wants
+// left beside max-connections: for the connections being refused past it
+// (hub.MaxRejections), and 32 for the history store's files, the
+// listeners and the process's own.
+const descriptorHeadroom = hub.MaxRejections + 32
+
+// descriptors compares max-connections with limit, the process's limit on
+// open files, which serve would have too (check-config runs with the same
+// limit, raised as Go raises it): past the limit, accepting fails with
+// EMFILE before the hub refuses anyone, and without headroom the history
+// store may fail to open its files.
+func (c *checks) descriptors(cfg config.Config, limit int) {
+	const raise = "raise the limit (ulimit -n, LimitNOFILE= in a systemd unit) or lower max-connections"
+	switch n := cfg.MaxConnections; {
+	case n == 0:
+		c.warnf("max-connections: 0, no limit: past the limit on open files (%d) new connections wait unanswered, and the history store may fail to open its files", limit)
+	case n > limit:
+		c.warnf("max-connections: %d is more than the limit on open files (%d): the hub would run out of descriptors before refusing anyone; %s", n, limit, raise)
+	case limit-n < descriptorHeadroom:
+		c.warnf("max-connections: %d leaves %d of the %d open files the process may have for the connections being refused (up to %d), the history store and the process's own files, fewer than %d; %s",
+			n, limit-n, limit, hub.MaxRejections, descriptorHeadroom, raise)
+	}
 }
 
 // dataDir checks that the store's directory is a directory that serve

@@ -7,16 +7,21 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/internal/cli"
+	"github.com/herald-sse/herald/internal/fdlimit"
 )
 
 // writeCert writes a self-signed certificate valid from notBefore to
@@ -67,6 +72,7 @@ func TestCheckConfigValid(t *testing.T) {
 		`max-selectors +256 +default`,
 		`max-claim-selectors +1000 +default`,
 		`max-templates +10000 +default`,
+		fmt.Sprintf(`max-connections +%d +default`, hub.DefaultMaxConnections()),
 		`publisher-jwt-key +\(41 bytes, hidden\) +environment HERALD_PUBLISHER_JWT_KEY`,
 		`The configuration is valid`,
 	} {
@@ -102,14 +108,31 @@ func TestCheckConfigFindings(t *testing.T) {
 	t.Cleanup(func() { _ = busy.Close() })
 
 	key := []string{"-publisher-jwt-key", testKey}
-	for _, tc := range []struct {
+	type finding struct {
 		name     string
 		env      map[string]string
 		args     []string
 		code     int
 		problems []string // substrings, one per expected "problem:" line
 		warnings []string // substrings, one per expected "warning:" line
-	}{
+	}
+	// The checks of max-connections against the limit on open files,
+	// where there is one.
+	var descriptors []finding
+	if limit, ok := fdlimit.Current(); ok {
+		conns := func(n int) []string {
+			return append([]string{"-store", "memory", "-addr", "127.0.0.1:0", "-max-connections", strconv.Itoa(n)}, key...)
+		}
+		descriptors = []finding{
+			{name: "no connection limit", args: conns(0), code: cli.ExitOK,
+				warnings: []string{"max-connections: 0, no limit"}},
+			{name: "more connections than files", args: conns(limit + 1), code: cli.ExitOK,
+				warnings: []string{fmt.Sprintf("max-connections: %d is more than the limit on open files (%d)", limit+1, limit)}},
+			{name: "no room beside the connections", args: conns(limit - 10), code: cli.ExitOK,
+				warnings: []string{fmt.Sprintf("max-connections: %d leaves 10 of the %d open files", limit-10, limit)}},
+		}
+	}
+	for _, tc := range append(descriptors, []finding{
 		{
 			name: "a certificate",
 			args: append([]string{"-store", "memory", "-addr", "127.0.0.1:0", "-tls-cert", validCert, "-tls-key", validKey}, key...),
@@ -148,12 +171,13 @@ func TestCheckConfigFindings(t *testing.T) {
 		{
 			name: "every problem at once",
 			env:  map[string]string{"HERALD_HEARTBEAT": "soon", "HERALD_PUBLISHER_JWT_ALG": "RS256"},
-			args: append([]string{"-store", "floppy", "-history-size", "-3", "-addr", "localhost:99999", "-tls-cert", expiredCert, "-tls-key", expiredKey}, key...),
+			args: append([]string{"-store", "floppy", "-history-size", "-3", "-max-connections", "-1", "-addr", "localhost:99999", "-tls-cert", expiredCert, "-tls-key", expiredKey}, key...),
 			code: cli.ExitFailure,
 			problems: []string{
 				`HERALD_HEARTBEAT: time: invalid duration "soon"`,
 				`store: "floppy" is not one of`,
 				"history-size: -3 is negative",
+				"max-connections: -1 is negative",
 				"publisher key: ",
 				"tls-cert: " + expiredCert + " expired on ",
 				`addr: port "99999"`,
@@ -183,7 +207,7 @@ func TestCheckConfigFindings(t *testing.T) {
 			code:     cli.ExitFailure,
 			problems: []string{"addr: address localhost: missing port in address"},
 		},
-	} {
+	}...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			code, stdout, stderr := cmd(t, tc.env, "", append([]string{"check-config"}, tc.args...)...)
@@ -210,8 +234,14 @@ func TestCheckConfigFindings(t *testing.T) {
 					}
 				}
 			}
+			warnings := lines("warning: ")
+			if !slices.ContainsFunc(tc.warnings, func(w string) bool { return strings.HasPrefix(w, "max-connections:") }) {
+				// The default may leave too few descriptors where
+				// the limit on open files is low.
+				warnings = slices.DeleteFunc(warnings, func(w string) bool { return strings.HasPrefix(w, "max-connections:") })
+			}
 			match("problem", lines("problem: "), tc.problems)
-			match("warning", lines("warning: "), tc.warnings)
+			match("warning", warnings, tc.warnings)
 			valid := strings.Contains(stdout, "The configuration is valid")
 			if valid != (tc.code == cli.ExitOK) {
 				t.Errorf("valid %v with exit %d:\n%s", valid, code, stdout)

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,19 +46,29 @@ const crashKey = "the publisher key of the crash test"
 
 // child is a herald serve in a process of its own.
 type child struct {
-	cmd  *exec.Cmd
-	base string
+	cmd    *exec.Cmd
+	base   string
+	stderr *syncBuffer // what it wrote there so far
 }
 
 func startChild(t *testing.T, store, dir string) *child {
+	t.Helper()
+	return runChild(t, nil, "serve", "-store", store, "-addr", "127.0.0.1:0", "-data-dir", dir,
+		"-publisher-jwt-key", crashKey, "-anonymous", "-log-level", "error")
+}
+
+// runChild runs herald with args in a process of its own, through the
+// command wrap if there is one (the program and its arguments follow it),
+// and returns once it listens.
+func runChild(t *testing.T, wrap []string, args ...string) *child {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join([]string{"serve", "-store", store,
-		"-addr", "127.0.0.1:0", "-data-dir", dir, "-publisher-jwt-key", crashKey, "-anonymous", "-log-level", "error"}, "\n"))
+	argv := slices.Concat(wrap, []string{exe, "-test.run=^$"})
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(args, "\n"))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -68,8 +79,10 @@ func startChild(t *testing.T, store, dir string) *child {
 	at := regexp.MustCompile(`the hub is at (http://[0-9.:]+)/`)
 	lines := bufio.NewScanner(stderr)
 	found := make(chan string, 1)
+	written := &syncBuffer{}
 	go func() {
 		for lines.Scan() {
+			_, _ = written.Write(append(lines.Bytes(), '\n'))
 			if m := at.FindStringSubmatch(lines.Text()); m != nil {
 				found <- m[1]
 			}
@@ -80,9 +93,9 @@ func startChild(t *testing.T, store, dir string) *child {
 	case base, ok := <-found:
 		if !ok {
 			_ = cmd.Wait()
-			t.Fatalf("the child exited: %v", cmd.ProcessState)
+			t.Fatalf("the child exited: %v\n%s", cmd.ProcessState, written)
 		}
-		return &child{cmd: cmd, base: base}
+		return &child{cmd: cmd, base: base, stderr: written}
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatal("the child did not start")

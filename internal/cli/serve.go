@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -53,12 +54,23 @@ func runServe(e *env, args []string) error {
 		return err
 	}
 
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			_ = h.Close()
+			return fmt.Errorf("tls-cert and tls-key: %w", err)
+		}
+		// With a certificate here, h.Serve speaks TLS, and HTTP/2.
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		_ = h.Close()
 		return err
 	}
 	srv := &http.Server{
+		TLSConfig:         tlsConfig,
 		Handler:           routes(h),
 		ReadHeaderTimeout: 10 * time.Second, // a slow client cannot hold a connection before its request
 		IdleTimeout:       2 * time.Minute,
@@ -87,13 +99,7 @@ func runServe(e *env, args []string) error {
 	}
 
 	served := make(chan error, 1)
-	go func() {
-		if cfg.TLSCert != "" {
-			served <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
-		} else {
-			served <- h.Serve(srv, ln)
-		}
-	}()
+	go func() { served <- h.Serve(srv, ln) }()
 	select {
 	case err := <-served:
 		_ = h.Close()
@@ -210,11 +216,15 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 		DispatchTimeout:  cfg.DispatchTimeout,
 		MaxBodySize:      cfg.MaxBodySize,
 		MaxTopics:        cfg.MaxTopics,
+		MaxConnections:   cfg.MaxConnections,
 		Logger:           logger,
 
 		MaxSelectors:      cfg.MaxSelectors,
 		MaxClaimSelectors: cfg.MaxClaimSelectors,
 		MaxTemplates:      cfg.MaxTemplates,
+	}
+	if cfg.MaxConnections == 0 {
+		hc.MaxConnections = -1 // the daemon's 0 is no limit, the hub's is its default
 	}
 	return hc, dev, nil
 }

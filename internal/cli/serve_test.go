@@ -3,9 +3,12 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -233,5 +236,54 @@ func TestServeBadConfiguration(t *testing.T) {
 		cli.Env{Stdout: io.Discard, Stderr: &stderr})
 	if code != cli.ExitFailure || !strings.Contains(stderr.String(), "address already in use") {
 		t.Errorf("a taken port: exit %d, %q", code, stderr.String())
+	}
+}
+
+// With a certificate, serve speaks HTTPS through the hub's Serve, HTTP/2
+// included: a subscription and a publication on one connection.
+func TestServeTLS(t *testing.T) {
+	t.Parallel()
+	cert, key := writeCert(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	base, _, _ := serve(t, nil, "-store", "memory", "-tls-cert", cert, "-tls-key", key,
+		"-publisher-jwt-key", testKey, "-anonymous")
+	pem, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	hubURL := "https://" + strings.TrimPrefix(base, "http://") + "/.well-known/mercure"
+
+	resp, err := client.Get(hubURL + "?topic=a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("subscribing: %s over %s", resp.Status, resp.Proto)
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"mercure": map[string]any{"publish": []string{"*"}},
+	}).SignedString([]byte(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, hubURL, strings.NewReader("topic=a&data=secure"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	presp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	presp.Body.Close()
+	if presp.StatusCode != http.StatusOK {
+		t.Fatalf("publishing: %s", presp.Status)
+	}
+	var ev sse.Event
+	if err := sse.NewDecoder(resp.Body).Decode(&ev); err != nil || ev.Data != "secure" {
+		t.Fatalf("the subscriber got %+v, %v", ev, err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herald-sse/herald/hub"
 )
 
 // Config is everything "herald serve" can be told.
@@ -45,6 +47,10 @@ type Config struct {
 	HistoryMaxAge time.Duration
 	MaxBodySize   int64
 	MaxTopics     int
+	// MaxConnections zero means no limit; its default is
+	// hub.DefaultMaxConnections(), read from the process's limit on open
+	// files.
+	MaxConnections int
 
 	MaxSelectors      int
 	MaxClaimSelectors int
@@ -98,6 +104,7 @@ func (c *Config) options() []option {
 		{"max-selectors", env("MAX_SELECTORS"), "the most topic selectors (a `number`) in one subscription; more is refused with 400", (*intValue)(&c.MaxSelectors)},
 		{"max-claim-selectors", env("MAX_CLAIM_SELECTORS"), "the most selectors (a `number`) in one claim of a token (mercure.subscribe, mercure.publish); a token with more is refused with 401", (*intValue)(&c.MaxClaimSelectors)},
 		{"max-templates", env("MAX_TEMPLATES"), "the most distinct URI-template selectors (a `number`) the subscribers may hold at once; a subscription that would add more is refused with 503", (*intValue)(&c.MaxTemplates)},
+		{"max-connections", env("MAX_CONNECTIONS"), "the most connections (a `number`) the hub holds open at once; past it a new one is answered 503; by default 90% of the limit on open files (ulimit -n); 0 for no limit", (*intValue)(&c.MaxConnections)},
 		{"tls-cert", env("TLS_CERT"), "a PEM certificate `file`: serve HTTPS (and HTTP/2)", (*strValue)(&c.TLSCert)},
 		{"tls-key", env("TLS_KEY"), "the PEM private key `file` of -tls-cert", (*strValue)(&c.TLSKey)},
 		{"log-level", env("LOG_LEVEL"), "the log `level`: debug, info, warn or error", (*strValue)(&c.LogLevel)},
@@ -130,6 +137,7 @@ func Default() Config {
 		MaxSelectors:      256,
 		MaxClaimSelectors: 1000,
 		MaxTemplates:      10_000,
+		MaxConnections:    hub.DefaultMaxConnections(),
 		LogLevel:          "info",
 		LogFormat:         "text",
 	}
@@ -237,6 +245,9 @@ func (c *Config) Validate() error {
 		if n.n <= 0 {
 			errs = append(errs, fmt.Errorf("%s: %d is not positive", n.name, n.n))
 		}
+	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("max-connections: %d is negative (0 is no limit)", c.MaxConnections))
 	}
 	for _, d := range []struct {
 		name string
