@@ -29,6 +29,12 @@ const (
 	// the process's descriptors.
 	MaxRejections = 64
 
+	// ReservedDescriptors is the fewest file descriptors that
+	// DefaultMaxConnections leaves beside the connections it allows: for
+	// the connections being refused (MaxRejections), and 32 for the
+	// history store's files, the listeners and the process's own.
+	ReservedDescriptors = MaxRejections + 32
+
 	// defaultConnectionShare is the percentage of the process's limit on
 	// open files that DefaultMaxConnections gives to connections. The
 	// rest is for the connections being refused (MaxRejections), the
@@ -71,12 +77,13 @@ const (
 // DefaultMaxConnections returns what a Config's MaxConnections of zero
 // means: 90 % of the process's limit on open files (RLIMIT_NOFILE's soft
 // limit, which the Go runtime raises to the hard limit at start), read
-// now, or 10,000 where the process has no such limit. The rest of the
-// descriptors are left for the connections being refused, the history
-// store and the process's own files.
+// now, and at least ReservedDescriptors fewer than the limit, or 10,000
+// where the process has no such limit. The rest of the descriptors are
+// left for the connections being refused, the history store and the
+// process's own files.
 func DefaultMaxConnections() int {
 	if n, ok := fdlimit.Current(); ok {
-		return max(1, n*defaultConnectionShare/100)
+		return max(1, min(n*defaultConnectionShare/100, n-ReservedDescriptors))
 	}
 	return fallbackMaxConnections
 }

@@ -179,10 +179,8 @@ func (c *checks) addr(name, addr string) {
 }
 
 // descriptorHeadroom is the fewest file descriptors check-config wants
-// left beside max-connections: for the connections being refused past it
-// (hub.MaxRejections), and 32 for the history store's files, the
-// listeners and the process's own.
-const descriptorHeadroom = hub.MaxRejections + 32
+// left beside max-connections, as many as the default leaves.
+const descriptorHeadroom = hub.ReservedDescriptors
 
 // descriptors compares max-connections with limit, the process's limit on
 // open files, which serve would have too (check-config runs with the same

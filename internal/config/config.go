@@ -104,7 +104,7 @@ func (c *Config) options() []option {
 		{"max-selectors", env("MAX_SELECTORS"), "the most topic selectors (a `number`) in one subscription; more is refused with 400", (*intValue)(&c.MaxSelectors)},
 		{"max-claim-selectors", env("MAX_CLAIM_SELECTORS"), "the most selectors (a `number`) in one claim of a token (mercure.subscribe, mercure.publish); a token with more is refused with 401", (*intValue)(&c.MaxClaimSelectors)},
 		{"max-templates", env("MAX_TEMPLATES"), "the most distinct URI-template selectors (a `number`) the subscribers may hold at once; a subscription that would add more is refused with 503", (*intValue)(&c.MaxTemplates)},
-		{"max-connections", env("MAX_CONNECTIONS"), "the most connections (a `number`) the hub holds open at once; past it a new one is answered 503; by default 90% of the limit on open files (ulimit -n); 0 for no limit", (*intValue)(&c.MaxConnections)},
+		{"max-connections", env("MAX_CONNECTIONS"), "the most connections (a `number`) the hub holds open at once; past it a new one is answered 503; by default 90% of the limit on open files (ulimit -n), at least 96 below it; 0 for no limit", (*intValue)(&c.MaxConnections)},
 		{"tls-cert", env("TLS_CERT"), "a PEM certificate `file`: serve HTTPS (and HTTP/2)", (*strValue)(&c.TLSCert)},
 		{"tls-key", env("TLS_KEY"), "the PEM private key `file` of -tls-cert", (*strValue)(&c.TLSKey)},
 		{"log-level", env("LOG_LEVEL"), "the log `level`: debug, info, warn or error", (*strValue)(&c.LogLevel)},
