@@ -94,3 +94,10 @@ func AnswerPlain(h *Hub, req []byte, out *[]byte) bool {
 	r, st := parsePlain(req)
 	return st == plainOK && h.publishPlain(r, out)
 }
+
+// WatchByReading makes h watch the connections of its next subscribers
+// for a close with a goroutine reading each, as on systems without epoll.
+func WatchByReading(h *Hub) { h.watcher.close() }
+
+// Watching returns the number of connections h's epoll watcher watches.
+func Watching(h *Hub) int { return h.watcher.watching() }
