@@ -190,7 +190,7 @@ func portOf(t *testing.T, addr string) int {
 
 // subscribeRaw opens an HTTP/1.1 subscription on a connection of its own
 // and returns it once the response's head and first comment have come.
-func subscribeRaw(t *testing.T, addr, query string) net.Conn {
+func subscribeRaw(t testing.TB, addr, query string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
