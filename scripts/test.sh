@@ -34,6 +34,11 @@ step "go vet"
 go vet ./...
 (cd bench && go vet ./...)
 
+step "go vet for macOS and Windows (the files of other platforms)"
+for goos in darwin windows; do
+	GOOS=$goos go vet ./hub/... ./internal/... ./sse/... ./client/...
+done
+
 step "sse and client import only the standard library"
 for pkg in ./sse ./client; do
 	extra=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$pkg" | grep -Ev '^github.com/herald-sse/herald/(sse|client)$' || true)

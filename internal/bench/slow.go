@@ -103,7 +103,22 @@ type SlowResult struct {
 	ConnectSecs float64 `json:"connect_seconds"`
 }
 
-// Slow runs the scenario.
+// publishGrace is the time a run gives its publications beyond twice what
+// they take at the configured rate (or, at no rate, in all).
+const publishGrace = 30 * time.Second
+
+// publishBound returns how long the publications of a run may take.
+func (c *SlowConfig) publishBound(events int) time.Duration {
+	if c.Rate <= 0 {
+		return 10 * publishGrace
+	}
+	return 2*time.Duration(float64(events)/c.Rate*float64(time.Second)) + publishGrace
+}
+
+// Slow runs the scenario of SlowConfig. It ends within the publications'
+// bound (publishBound) and Wait once the subscribers are connected: a hub
+// that stops answering publications or delivering has its run cut there,
+// with what it did.
 func Slow(ctx context.Context, cfg SlowConfig) (*SlowResult, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -190,9 +205,14 @@ func Slow(ctx context.Context, cfg SlowConfig) (*SlowResult, error) {
 		})
 	}
 
+	// A hub that stops answering publications under the load is a
+	// result, not a hang: the publications get their expected time twice
+	// over, and a grace.
+	pubCtx, pubCancel := context.WithDeadline(ctx, start.Add(cfg.publishBound(fc.Events)))
 	conn := t.newPublisher()
-	fast.publish(ctx, conn, 0, start, &posts, &published, &failed)
+	fast.publish(pubCtx, conn, 0, start, &posts, &published, &failed)
 	conn.close()
+	pubCancel()
 	publishEnd := time.Now()
 
 	// Deliveries may trail, and drops come a dispatch timeout after a

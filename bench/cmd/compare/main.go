@@ -56,7 +56,9 @@ type hub struct {
 	target func(port int) []string
 	// pids lists the processes whose CPU time and memory are the hub's.
 	pids func(cmd *exec.Cmd) ([]int, error)
-	// extra holds the flags a herald hub adds to the common ones.
+	// bin and extra are a herald hub's binary, and the flags it adds to
+	// the common ones.
+	bin   string
 	extra []string
 }
 
@@ -136,6 +138,16 @@ var (
 		{"delivery p99", []string{"delivery_latency", "p99_ms"}, 0, "%.1f ms", false},
 		{"hub CPU s per million deliveries", []string{"hub_cpu_seconds_per_million_deliveries"}, 0, "%.2f", false},
 	}
+	slowMetrics = []metric{
+		{"readers' delivery p50", []string{"fast_latency", "p50_ms"}, 0, "%.1f ms", false},
+		{"readers' delivery p99", []string{"fast_latency", "p99_ms"}, 0, "%.1f ms", false},
+		{"readers' delivery max", []string{"fast_latency", "max_ms"}, 0, "%.0f ms", false},
+		{"readers' events missing", []string{"missing"}, 0, "%.0f", false},
+		{"non-readers dropped", []string{"slow_dropped"}, 0, "%.0f", true},
+		{"last drop", []string{"last_drop_seconds"}, 0, "%.1f s", false},
+		{"kernel queue peak", []string{"slow_queued_peak_bytes"}, 1.0 / (1 << 20), "%.0f MiB", false},
+		{"hub CPU s", []string{"hub_cpu_seconds"}, 0, "%.2f", false},
+	}
 	sweepMetrics = []metric{
 		{"hub CPU s per million deliveries", []string{"hub_cpu_seconds_per_million_deliveries"}, 0, "%.2f", false},
 		{"hub CPU s", []string{"hub_cpu_seconds"}, 0, "%.2f", false},
@@ -168,7 +180,12 @@ var suites = map[string]suite{
 		{name: "10,000 connections held 20 s", args: []string{"conns", "-subscribers", "10000", "-rate", "2000", "-hold", "20s"}, metrics: connsMetrics},
 	}, false},
 	// As many subscribers as the file-descriptor limit allows.
-	"max": {"herald", []scenario{
+	// Subscribers that never read beside a few that read everything.
+	"slow": {"herald,nchan,mercure", []scenario{
+		{name: "2,000 non-reading subscribers, 3 readers, 20 MiB at 1,000 events/s", args: []string{"slow", "-slow", "2000", "-fast", "3", "-volume", "20MiB"}, metrics: slowMetrics},
+	}, false},
+	// Past the default max-connections (90 % of the limit on open files).
+	"max": {"herald+max-connections=0", []scenario{
 		{name: "19,950 connections held 20 s", args: []string{"conns", "-subscribers", "19950", "-rate", "2000", "-hold", "20s"}, metrics: connsMetrics},
 	}, false},
 	// Fan-out: CPU per delivery and latency.
@@ -202,7 +219,7 @@ func sweeps() []scenario {
 func main() {
 	suiteFlag := flag.String("suite", "publish", "the scenarios to run: "+strings.Join(sortedKeys(suites), ", "))
 	rounds := flag.Int("rounds", 3, "rounds; each runs every scenario on every hub")
-	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan, floor (cmd/fanfloor: one write per delivery and nothing else), or herald with other flags as herald+flag=value, e.g. herald+batch-interval=20ms (default: the suite's)")
+	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan, floor (cmd/fanfloor: one write per delivery and nothing else), herald at another commit as herald@REV (e.g. herald@d9e327c, for a before and after), or herald with other flags as herald+flag=value, e.g. herald+batch-interval=20ms or herald@d9e327c+store=memory (default: the suite's)")
 	out := flag.String("out", "results", "the directory for the raw results and charts")
 	write := flag.String("write", "", "a Markdown file whose <!-- peers:SUITE --> block the tables replace, e.g. ../BENCHMARKS.md")
 	chartPath := flag.String("chart", "", "where a suite with a chart writes it (default: in -out, named after the time)")
@@ -247,6 +264,11 @@ func main() {
 		all["nchan"] = h
 	}
 	for _, name := range names {
+		// herald@REV: herald as it was at a commit, built from git.
+		base, _, _ := strings.Cut(name, "+")
+		if rev, ok := strings.CutPrefix(base, "herald@"); ok && all[base].start == nil {
+			all[base] = heraldHub(base, buildAt(work, rev))
+		}
 		// herald+flag=value[+flag=value…]: herald with other settings.
 		if base, settings, ok := strings.Cut(name, "+"); ok && all[base].start != nil && strings.HasPrefix(base, "herald") {
 			extra := slices.Clone(all[base].extra)
@@ -254,7 +276,7 @@ func main() {
 				k, v, _ := strings.Cut(kv, "=")
 				extra = append(extra, "-"+k, v)
 			}
-			all[name] = heraldHub(name, herald, extra...)
+			all[name] = heraldHub(name, all[base].bin, extra...)
 		}
 		if _, ok := all[name]; !ok {
 			log.Fatalf("no hub %q", name)
@@ -414,6 +436,35 @@ func build(out, dir, pkg string) {
 	}
 }
 
+// buildAt builds herald as it was at the commit rev, in work, and returns
+// the binary.
+func buildAt(work, rev string) string {
+	src := filepath.Join(work, "src-"+rev)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	archive := exec.Command("git", "-C", "..", "archive", rev)
+	extract := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	extract.Stdin = pipe
+	archive.Stderr, extract.Stderr = os.Stderr, os.Stderr
+	if err := extract.Start(); err != nil {
+		log.Fatal(err)
+	}
+	if err := archive.Run(); err != nil {
+		log.Fatalf("git archive %s: %v", rev, err)
+	}
+	if err := extract.Wait(); err != nil {
+		log.Fatalf("extracting herald at %s: %v", rev, err)
+	}
+	bin := filepath.Join(work, "herald@"+rev)
+	build(bin, src, "./cmd/herald")
+	return bin
+}
+
 func mercureURL(port int) []string {
 	return []string{"-url", fmt.Sprintf("http://127.0.0.1:%d/.well-known/mercure", port)}
 }
@@ -421,7 +472,7 @@ func mercureURL(port int) []string {
 func ownPID(cmd *exec.Cmd) ([]int, error) { return []int{cmd.Process.Pid}, nil }
 
 func heraldHub(name, bin string, extra ...string) hub {
-	return hub{name: name, target: mercureURL, pids: ownPID, extra: extra, start: func(dir string, port int) *exec.Cmd {
+	return hub{name: name, bin: bin, target: mercureURL, pids: ownPID, extra: extra, start: func(dir string, port int) *exec.Cmd {
 		args := append([]string{"serve", "-addr", fmt.Sprint("127.0.0.1:", port), "-data-dir", dir,
 			"-publisher-jwt-key", key, "-anonymous", "-heartbeat", "15s", "-log-level", "error"}, extra...)
 		return exec.Command(bin, args...)
