@@ -381,16 +381,7 @@ func TestClosedStreamsFinishHTTP2(t *testing.T) {
 }
 
 // waitLong waits for cond up to stormWait.
-func waitLong(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(stormWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+func waitLong(t *testing.T, what string, cond func() bool) { waitWithin(t, stormWait, what, cond) }
 
 // A client that has the answer to its subscription finds itself in the
 // subscriptions API, and its connection's event in the history, at once.

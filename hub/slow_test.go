@@ -42,9 +42,13 @@ func stalled(t *testing.T, th *testHub, topic string) (net.Conn, *bufio.Reader) 
 	return conn, br
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor waits for cond up to wait.
+func waitFor(t *testing.T, what string, cond func() bool) { waitWithin(t, wait, what, cond) }
+
+// waitWithin waits for cond up to d.
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
