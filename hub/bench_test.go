@@ -268,7 +268,10 @@ func BenchmarkTopicMatch(b *testing.B) {
 //     match: {x} takes no slash);
 //   - shared/repeated: templates that all share the topic's literal prefix
 //     and do not match it, an attacker's, and one topic again and again;
-//   - shared/fresh: the same templates, a new topic each publication.
+//   - shared/fresh: the same templates, a new topic each publication;
+//   - fits/fresh: templates whose every literal fits the topics (they
+//     differ in a variable's name), a new topic each publication: each
+//     runs its regexp, the worst case, which MaxTemplates bounds.
 func BenchmarkDispatchTemplates(b *testing.B) {
 	const topic = "https://example.com/users/7/inbox/2026/12"
 	runs := 0
@@ -299,6 +302,15 @@ func BenchmarkDispatchTemplates(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("shared/fresh/templates=%d", n), func(b *testing.B) {
 			benchIndex(b, shared, fresh(), 0)
+		})
+		// The worst case: templates whose every literal fits the topic
+		// (they differ in a variable's name), so each runs its regexp.
+		fits := hub.NewTopicIndex()
+		for i := range n {
+			fits.Add(fmt.Sprintf("https://example.com/users/{id}/inbox{/v%d}", i))
+		}
+		b.Run(fmt.Sprintf("fits/fresh/templates=%d", n), func(b *testing.B) {
+			benchIndex(b, fits, fresh(), 0)
 		})
 	}
 }

@@ -43,7 +43,12 @@ type selector struct {
 	// last: every topic it matches starts and ends with them, as the
 	// library anchors its regular expression and quotes its literals.
 	prefix, suffix string
-	re             *regexp.Regexp // a template's
+	// mid is the longest literal text between two of a template's
+	// expressions, which every topic it matches holds between its prefix
+	// and its suffix: a test far cheaper than the regexp, which rules out
+	// most templates that share a topic's prefix.
+	mid string
+	re  *regexp.Regexp // a template's
 }
 
 // compileSelector compiles raw. A string holding "{" that is not a
@@ -59,13 +64,21 @@ func compileSelector(raw string) selector {
 	if re == nil {
 		return selector{raw: raw}
 	}
-	return selector{
-		raw:    raw,
-		kind:   templateKind,
-		prefix: raw[:strings.IndexByte(raw, '{')],
-		suffix: raw[strings.LastIndexByte(raw, '}')+1:],
-		re:     re,
+	first, last := strings.IndexByte(raw, '{'), strings.LastIndexByte(raw, '}')
+	sel := selector{raw: raw, kind: templateKind, prefix: raw[:first], suffix: raw[last+1:], re: re}
+	// The literals between expressions: after each "}", up to the next "{".
+	for rest := raw[first:last]; ; {
+		i := strings.IndexByte(rest, '}')
+		if i < 0 {
+			break
+		}
+		rest = rest[i+1:]
+		lit, _, _ := strings.Cut(rest, "{")
+		if len(lit) > len(sel.mid) {
+			sel.mid = lit
+		}
 	}
+	return sel
 }
 
 // mayBeTemplate reports whether raw may be a URI template: whether it
@@ -80,7 +93,10 @@ func (s *selector) matches(topic string) bool {
 	case s.kind == exactKind:
 		return false
 	}
-	return strings.HasPrefix(topic, s.prefix) && strings.HasSuffix(topic, s.suffix) && s.re.MatchString(topic)
+	if len(topic) < len(s.prefix)+len(s.suffix) || !strings.HasPrefix(topic, s.prefix) || !strings.HasSuffix(topic, s.suffix) {
+		return false
+	}
+	return strings.Contains(topic[len(s.prefix):len(topic)-len(s.suffix)], s.mid) && s.re.MatchString(topic)
 }
 
 // exact reports whether the selector matches only the topic equal to it.
