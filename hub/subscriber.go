@@ -402,9 +402,9 @@ func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeRea
 
 // written records the end of a write: it moves the cursor, or, when the
 // write failed, marks the subscriber stalled if it timed out, gone
-// otherwise. When nothing is left to do, it
-// leaves the subscriber idle (idleLocked), sparing the runner a collect
-// that would find nothing, and reports true: the runner must stop.
+// otherwise. When nothing is left to do, it leaves the subscriber idle
+// (idleLocked), sparing the runner a collect that would find nothing, and
+// reports true: the runner must stop.
 func (s *subscriber) written(b batch, err error) (idle bool) {
 	if err == nil && len(b.bufs) > 0 {
 		now := time.Now().UnixNano()
@@ -477,8 +477,8 @@ func (s *subscriber) finish(reason closeReason) {
 	h.live.done()
 }
 
-// timedOut reports whether a write failed for its deadline: the client
-// took no bytes for the dispatch timeout.
+// timedOut reports whether a write failed for its deadline: the client did
+// not take the write's bytes within the dispatch timeout.
 func timedOut(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
