@@ -19,12 +19,13 @@ import (
 // LongEnv names the environment variable that runs the long tests at their
 // full sizes when it is set to anything but the empty string:
 //
-//	HERALD_LONG=1 go test -race ./store/...
+//	HERALD_LONG=1 go test ./store/...
 //
 // Without it they run with smaller sizes that take the same paths (a
-// history past a memtable's worth, a cache through many generations) at a
-// fraction of the cost, so that the test command stays quick; their full
-// sizes are for a change to what they cover, and for a nightly run.
+// history past a memtable's worth, say), so that the race detector's run
+// of every test stays quick. A long test, one that asks Size for its
+// size, has Long in its name: scripts/test.sh runs those again at full
+// size without the race detector.
 const LongEnv = "HERALD_LONG"
 
 // Long reports whether the long tests run at their full sizes (LongEnv).
