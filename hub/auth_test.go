@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -153,6 +154,35 @@ func TestPublishRefusals(t *testing.T) {
 				t.Fatalf("401 without a WWW-Authenticate challenge")
 			}
 		})
+	}
+}
+
+// A hub shutting down refuses a publication, whichever way it comes:
+// Serve's fast path leaves it to the handler, which answers 503. (Serve
+// itself stops with the hub, so TestPublishRefusals cannot send it.)
+func TestPublishRefusedWhileShuttingDown(t *testing.T) {
+	t.Parallel()
+	key, err := hub.NewKey("HS256", testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHub(t, hub.Config{PublisherKey: key})
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	body := "topic=a&data=x"
+	req := postRequest(formType+"Authorization: Bearer "+publisherToken(t)+"\r\n", body)
+	var out []byte
+	if !hub.IsPlain([]byte(req)) || hub.AnswerPlain(h, []byte(req), &out) {
+		t.Fatalf("the fast path answered %q", out)
+	}
+	r := httptest.NewRequest(http.MethodPost, hub.Path, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Authorization", "Bearer "+publisherToken(t))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"unavailable"`) {
+		t.Fatalf("the handler answered %d %s", w.Code, w.Body)
 	}
 }
 
