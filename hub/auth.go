@@ -201,20 +201,31 @@ func requestToken(r *http.Request, cookieName string) (string, tokenSource, erro
 // anonymous access.
 func (h *Hub) authenticate(r *http.Request, key *Key) (*claims, tokenSource, error) {
 	token, src, err := requestToken(r, h.cfg.CookieName)
+	c, e := h.verifyToken(key, token, src, err)
+	if e != nil {
+		return nil, src, e
+	}
+	return c, src, nil
+}
+
+// verifyToken returns the claims of a request's token, as requestToken
+// returned it (token, src, err), verified with key: nil claims without a
+// token, a 401 refusal when the token is malformed or fails verification.
+func (h *Hub) verifyToken(key *Key, token string, src tokenSource, err error) (*claims, *Error) {
 	if err != nil {
-		return nil, src, &Error{Status: http.StatusUnauthorized, Code: codeInvalidToken, Message: err.Error()}
+		return nil, &Error{Status: http.StatusUnauthorized, Code: codeInvalidToken, Message: err.Error()}
 	}
 	if src == noToken {
-		return nil, src, nil
+		return nil, nil
 	}
 	if key == nil {
-		return nil, src, &Error{Status: http.StatusUnauthorized, Code: codeInvalidToken, Message: "the hub has no key to verify this token with"}
+		return nil, &Error{Status: http.StatusUnauthorized, Code: codeInvalidToken, Message: "the hub has no key to verify this token with"}
 	}
 	c, err := h.verify(key, token)
 	if err != nil {
-		return nil, src, &Error{Status: http.StatusUnauthorized, Code: codeInvalidToken, Message: "invalid token: " + err.Error(), err: err}
+		return nil, &Error{Status: http.StatusUnauthorized, Code: codeInvalidToken, Message: "invalid token: " + err.Error(), err: err}
 	}
-	return c, src, nil
+	return c, nil
 }
 
 // verify verifies a token as verify does, and refuses one with a claim
@@ -231,16 +242,21 @@ func (h *Hub) verify(key *Key, token string) (*claims, error) {
 	return c, nil
 }
 
-// checkOrigin enforces the publish origins on a request authorized by a
-// cookie: its Origin header, or else the origin of its Referer, must be
-// listed.
-func (h *Hub) checkOrigin(r *http.Request) error {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		if ref, err := url.Parse(r.Header.Get("Referer")); err == nil && ref.Scheme != "" && ref.Host != "" {
-			origin = ref.Scheme + "://" + ref.Host
-		}
+// requestOrigin returns the origin of a request: its Origin header, or
+// else the origin of its Referer, or else "".
+func requestOrigin(r *http.Request) string {
+	if origin := r.Header.Get("Origin"); origin != "" {
+		return origin
 	}
+	if ref, err := url.Parse(r.Header.Get("Referer")); err == nil && ref.Scheme != "" && ref.Host != "" {
+		return ref.Scheme + "://" + ref.Host
+	}
+	return ""
+}
+
+// checkOrigin enforces the publish origins on a request authorized by a
+// cookie: its origin (requestOrigin) must be listed.
+func (h *Hub) checkOrigin(origin string) *Error {
 	if origin == "" {
 		return &Error{Status: http.StatusForbidden, Code: codeBadOrigin, Message: "a publish authorized by a cookie needs an Origin or Referer header"}
 	}

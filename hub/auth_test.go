@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"bufio"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -11,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -20,64 +22,127 @@ import (
 	"github.com/herald-sse/herald/hub"
 )
 
+// TestPublishRefusals sends every malformed or unauthorized publication
+// both ways a hub takes one: to net/http and the hub's handler, and to
+// Serve, whose fast path checks a plain publication itself. Both must
+// answer alike, byte for byte but the date, and with the row's status and
+// error code. The rows marked plain are plain publications, which Serve's
+// fast path decides; the others Serve hands to net/http as they are.
 func TestPublishRefusals(t *testing.T) {
 	t.Parallel()
-	th := newTestHub(t, hub.Config{MaxBodySize: 4 << 10, MaxTopics: 3})
+	s := newServed(t, hub.Config{MaxBodySize: 2 << 10, MaxTopics: 3, MaxClaimSelectors: 4,
+		PublishOrigins: []string{"https://app.example.com"}}, nil)
+	sign := func(method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+		t.Helper()
+		if claims == nil {
+			claims = jwt.MapClaims{"mercure": map[string]any{"publish": []string{"*"}}}
+		}
+		tok, err := jwt.NewWithClaims(method, claims).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
 	good := publisherToken(t)
-	otherKey, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"mercure": map[string]any{"publish": []string{"*"}}}).SignedString([]byte("another key, not the hub's"))
-	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"mercure": map[string]any{"publish": []string{"*"}}}).SignedString(jwt.UnsafeAllowNoneSignatureType)
-	th.publish(t, "taken", "x", "id", "taken-id")
+	otherKey := sign(jwt.SigningMethodHS256, []byte("another key, not the hub's"), nil)
+	none := sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil)
+	hs384 := sign(jwt.SigningMethodHS384, testKey, nil) // the hub's secret, another algorithm
+	expired := token(t, []string{"*"}, nil, time.Now().Add(-time.Hour))
+	notYet := sign(jwt.SigningMethodHS256, testKey, jwt.MapClaims{"mercure": map[string]any{"publish": []string{"*"}},
+		"nbf": time.Now().Add(time.Hour).Unix()})
+	tooWide := token(t, []string{"a", "b", "c", "d", "e"}, nil, time.Time{}) // past MaxClaimSelectors
+	subscriber := token(t, nil, []string{"*"}, time.Time{})
+	narrow := token(t, []string{"https://example.com/a/{id}"}, nil, time.Time{})
+	if got := exchange(t, s.plain, postRequest(formType+"Authorization: Bearer "+good+"\r\n", "topic=t&id=taken-id")); !strings.HasPrefix(got[0], "HTTP/1.1 200 ") {
+		t.Fatalf("publishing taken-id: %q", got[0])
+	}
 
+	// with returns the headers of a publication with the form's type and
+	// the token.
+	with := func(tok string) string { return formType + "Authorization: Bearer " + tok + "\r\n" }
 	tests := []struct {
-		name   string
-		form   url.Values
-		token  string
-		ctype  string
-		status int
-		code   string
+		name    string
+		headers string // the request's, but Host and Content-Length
+		body    string
+		plain   bool
+		status  int
+		code    string
 	}{
-		{"no token", url.Values{"topic": {"a"}}, "-", "", 401, "missing_token"},
-		{"token signed with another key", url.Values{"topic": {"a"}}, otherKey, "", 401, "invalid_token"},
-		{"alg none", url.Values{"topic": {"a"}}, none, "", 401, "invalid_token"},
-		{"expired token", url.Values{"topic": {"a"}}, token(t, []string{"*"}, nil, time.Now().Add(-time.Hour)), "", 401, "invalid_token"},
-		{"garbage token", url.Values{"topic": {"a"}}, "not.a.token", "", 401, "invalid_token"},
-		{"no publish claim", url.Values{"topic": {"a"}}, token(t, nil, []string{"*"}, time.Time{}), "", 403, "forbidden"},
-		{"topic outside the claim", url.Values{"topic": {"https://example.com/b"}}, token(t, []string{"https://example.com/a"}, nil, time.Time{}), "", 403, "forbidden"},
-		{"one topic of two outside the claim", url.Values{"topic": {"https://example.com/a", "https://example.com/b"}}, token(t, []string{"https://example.com/a"}, nil, time.Time{}), "", 403, "forbidden"},
-		{"missing topic", url.Values{"data": {"x"}}, good, "", 400, "missing_topic"},
-		{"too many topics", url.Values{"topic": {"a", "b", "c", "d"}}, good, "", 400, "too_many_topics"},
-		{"empty topic", url.Values{"topic": {""}}, good, "", 400, "invalid_topic"},
-		{"reserved topic", url.Values{"topic": {"https://example.com/.well-known/mercure/subscriptions/x/y"}}, good, "", 403, "reserved_topic"},
-		{"LF in id", url.Values{"topic": {"a"}, "id": {"a\nb"}}, good, "", 400, "invalid_id"},
-		{"CR in id", url.Values{"topic": {"a"}, "id": {"a\rb"}}, good, "", 400, "invalid_id"},
-		{"NUL in id", url.Values{"topic": {"a"}, "id": {"a\x00b"}}, good, "", 400, "invalid_id"},
-		{"id starting with #", url.Values{"topic": {"a"}, "id": {"#1"}}, good, "", 400, "invalid_id"},
-		{"id earliest", url.Values{"topic": {"a"}, "id": {"earliest"}}, good, "", 400, "invalid_id"},
-		{"duplicate id", url.Values{"topic": {"a"}, "id": {"taken-id"}}, good, "", 409, "duplicate_id"},
-		{"LF in type", url.Values{"topic": {"a"}, "type": {"a\nb"}}, good, "", 400, "invalid_type"},
-		{"NUL in type", url.Values{"topic": {"a"}, "type": {"\x00"}}, good, "", 400, "invalid_type"},
-		{"non-numeric retry", url.Values{"topic": {"a"}, "retry": {"soon"}}, good, "", 400, "invalid_retry"},
-		{"negative retry", url.Values{"topic": {"a"}, "retry": {"-1"}}, good, "", 400, "invalid_retry"},
-		{"body too large", url.Values{"topic": {"a"}, "data": {strings.Repeat("x", 5<<10)}}, good, "", 413, "body_too_large"},
-		{"not a form", url.Values{"topic": {"a"}}, good, "application/json", 415, "unsupported_media_type"},
+		// The token.
+		{"no token", formType, "topic=a", false, 401, "missing_token"},
+		{"token signed with another key", with(otherKey), "topic=a", true, 401, "invalid_token"},
+		{"alg none", with(none), "topic=a", true, 401, "invalid_token"},
+		{"another algorithm than the key's", with(hs384), "topic=a", true, 401, "invalid_token"},
+		{"expired token", with(expired), "topic=a", true, 401, "invalid_token"},
+		{"token not valid yet", with(notYet), "topic=a", true, 401, "invalid_token"},
+		{"garbage token", with("not.a.token"), "topic=a", true, 401, "invalid_token"},
+		{"token with too many selectors", with(tooWide), "topic=a", true, 401, "invalid_token"},
+		{"token longer than the hub reads", with(strings.Repeat("x", 17<<10)), "topic=a", false, 401, "invalid_token"},
+		{"not Bearer", formType + "Authorization: Basic dTpw\r\n", "topic=a", false, 401, "invalid_token"},
+		{"empty Bearer", formType + "Authorization: Bearer \r\n", "topic=a", false, 401, "invalid_token"},
+		{"two tokens", with(good) + "Authorization: Bearer " + good + "\r\n", "topic=a", false, 401, "invalid_token"},
+		{"cookie with an invalid token", formType + "Cookie: mercureAuthorization=" + otherKey + "\r\nOrigin: https://app.example.com\r\n", "topic=a", false, 401, "invalid_token"},
+		{"cookie without an origin", formType + "Cookie: mercureAuthorization=" + good + "\r\n", "topic=a", false, 403, "origin_not_allowed"},
+		{"cookie from another origin", formType + "Cookie: mercureAuthorization=" + good + "\r\nOrigin: https://evil.example.com\r\n", "topic=a", false, 403, "origin_not_allowed"},
+		{"cookie from another referer", formType + "Cookie: mercureAuthorization=" + good + "\r\nReferer: https://evil.example.com/page\r\n", "topic=a", false, 403, "origin_not_allowed"},
+
+		// The claim's cover.
+		{"no publish claim", with(subscriber), "topic=a", true, 403, "forbidden"},
+		{"topic outside the claim", with(narrow), "topic=https://example.com/b", true, 403, "forbidden"},
+		{"one topic of two outside the claim", with(narrow), "topic=https://example.com/a/1&topic=https://example.com/b", true, 403, "forbidden"},
+		{"private outside the claim", with(narrow), "topic=https://example.com/b&private=on", true, 403, "forbidden"},
+		{"end outside the claim", with(narrow), "topic=https://example.com/b&end=on", true, 403, "forbidden"},
+		{"reserved topic outside the claim", with(narrow), "topic=https://example.com/.well-known/mercure/subscriptions/x/y", true, 403, "forbidden"},
+
+		// The media type and the body.
+		{"JSON", "Content-Type: application/json\r\nAuthorization: Bearer " + good + "\r\n", `{"topic":"a"}`, false, 415, "unsupported_media_type"},
+		{"no media type", "Authorization: Bearer " + good + "\r\n", "topic=a", false, 415, "unsupported_media_type"},
+		{"malformed media type", "Content-Type: application/x-www-form-urlencoded;;\r\nAuthorization: Bearer " + good + "\r\n", "topic=a", false, 415, "unsupported_media_type"},
+		{"body too large", with(good), "topic=a&data=" + strings.Repeat("x", 2<<10), true, 413, "body_too_large"},
+		{"body too large for the fast path", with(good), "topic=a&data=" + strings.Repeat("x", 5<<10), false, 413, "body_too_large"},
+		{"bad escape", with(good), "topic=%zz", true, 400, "invalid_body"},
+		{"bad escape in a name", with(good), "top%zzic=a", true, 400, "invalid_body"},
+		{"semicolon", with(good), "topic=a;data=x", true, 400, "invalid_body"},
+
+		// The update.
+		{"missing topic", with(good), "data=x", true, 400, "missing_topic"},
+		{"too many topics", with(good), "topic=a&topic=b&topic=c&topic=d", true, 400, "too_many_topics"},
+		{"far too many topics", with(good), strings.Repeat("topic=a&", 100), true, 400, "too_many_topics"},
+		{"empty topic", with(good), "topic=", true, 400, "invalid_topic"},
+		{"topic not UTF-8", with(good), "topic=%FF", true, 400, "invalid_topic"},
+		{"reserved topic", with(good), "topic=https://example.com/.well-known/mercure/subscriptions/x/y", true, 403, "reserved_topic"},
+		{"LF in id", with(good), "topic=a&id=a%0Ab", true, 400, "invalid_id"},
+		{"CR in id", with(good), "topic=a&id=a%0Db", true, 400, "invalid_id"},
+		{"NUL in id", with(good), "topic=a&id=a%00b", true, 400, "invalid_id"},
+		{"id starting with #", with(good), "topic=a&id=%231", true, 400, "invalid_id"},
+		{"id earliest", with(good), "topic=a&id=earliest", true, 400, "invalid_id"},
+		{"id too long", with(good), "topic=a&id=" + strings.Repeat("i", hub.MaxIDLength+1), true, 400, "invalid_id"},
+		{"id not UTF-8", with(good), "topic=a&id=%FF", true, 400, "invalid_id"},
+		{"duplicate id", with(good), "topic=a&id=taken-id", true, 409, "duplicate_id"},
+		{"LF in type", with(good), "topic=a&type=a%0Ab", true, 400, "invalid_type"},
+		{"CR in type", with(good), "topic=a&type=a%0Db", true, 400, "invalid_type"},
+		{"NUL in type", with(good), "topic=a&type=%00", true, 400, "invalid_type"},
+		{"type too long", with(good), "topic=a&type=" + strings.Repeat("t", hub.MaxTypeLength+1), true, 400, "invalid_type"},
+		{"non-numeric retry", with(good), "topic=a&retry=soon", true, 400, "invalid_retry"},
+		{"negative retry", with(good), "topic=a&retry=-1", true, 400, "invalid_retry"},
+		{"retry past 32 bits", with(good), "topic=a&retry=4294967296", true, 400, "invalid_retry"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			req, _ := http.NewRequest(http.MethodPost, th.url, strings.NewReader(tc.form.Encode()))
-			ctype := "application/x-www-form-urlencoded"
-			if tc.ctype != "" {
-				ctype = tc.ctype
+			req := postRequest(tc.headers, tc.body)
+			if plain := hub.IsPlain([]byte(req)); plain != tc.plain {
+				t.Fatalf("a plain publication: %v, want %v", plain, tc.plain)
 			}
-			req.Header.Set("Content-Type", ctype)
-			if tc.token != "-" {
-				req.Header.Set("Authorization", "Bearer "+tc.token)
+			handler := exchange(t, s.plain, req)[0]
+			fast := exchange(t, s.fast, req)[0]
+			if fast != handler {
+				t.Errorf("Serve answered\n%s\nnet/http answered\n%s", fast, handler)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(handler)), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer resp.Body.Close()
 			var body struct{ Error, Message string }
 			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 				t.Fatalf("body: %v", err)
@@ -89,6 +154,35 @@ func TestPublishRefusals(t *testing.T) {
 				t.Fatalf("401 without a WWW-Authenticate challenge")
 			}
 		})
+	}
+}
+
+// A hub shutting down refuses a publication, whichever way it comes:
+// Serve's fast path leaves it to the handler, which answers 503. (Serve
+// itself stops with the hub, so TestPublishRefusals cannot send it.)
+func TestPublishRefusedWhileShuttingDown(t *testing.T) {
+	t.Parallel()
+	key, err := hub.NewKey("HS256", testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHub(t, hub.Config{PublisherKey: key})
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	body := "topic=a&data=x"
+	req := postRequest(formType+"Authorization: Bearer "+publisherToken(t)+"\r\n", body)
+	var out []byte
+	if !hub.IsPlain([]byte(req)) || hub.AnswerPlain(h, []byte(req), &out) {
+		t.Fatalf("the fast path answered %q", out)
+	}
+	r := httptest.NewRequest(http.MethodPost, hub.Path, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Authorization", "Bearer "+publisherToken(t))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"unavailable"`) {
+		t.Fatalf("the handler answered %d %s", w.Code, w.Body)
 	}
 }
 

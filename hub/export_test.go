@@ -101,3 +101,10 @@ func WatchByReading(h *Hub) { h.watcher.close() }
 
 // Watching returns the number of connections h's epoll watcher watches.
 func Watching(h *Hub) int { return h.watcher.watching() }
+
+// IsPlain reports whether Serve takes req, the bytes of one request, for a
+// plain publication: one it answers itself unless the hub refuses it.
+func IsPlain(req []byte) bool {
+	_, st := parsePlain(req)
+	return len(req) <= plainBufSize && st == plainOK
+}

@@ -17,33 +17,21 @@ import (
 // data, private, id, type, retry and, herald's extension, end. It answers
 // 200 with the event's ID as text/plain.
 func (h *Hub) publish(w http.ResponseWriter, r *http.Request) {
-	c, src, err := h.authenticate(r, h.cfg.PublisherKey)
-	switch {
-	case err != nil:
-		writeError(w, err)
-		return
-	case src == noToken:
-		writeError(w, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "publishing needs a token"})
-		return
-	case src == fromCookie:
-		if err := h.checkOrigin(r); err != nil {
-			writeError(w, err)
-			return
-		}
+	p := publication{
+		contentType: r.Header.Get("Content-Type"),
+		reader:      http.MaxBytesReader(w, r.Body, h.cfg.MaxBodySize),
+		length:      r.ContentLength,
 	}
-	u, err := h.readUpdate(w, r)
-	if err != nil {
-		writeError(w, err)
+	p.token, p.src, p.tokenErr = requestToken(r, h.cfg.CookieName)
+	if p.src == fromCookie {
+		p.origin = requestOrigin(r)
+	}
+	u, e := h.checkPublication(&p)
+	if e != nil {
+		writeError(w, e)
 		return
 	}
-	for _, t := range u.Topics {
-		if !h.canPublish(c, t) {
-			writeError(w, &Error{Status: http.StatusForbidden, Code: codeForbidden,
-				Message: fmt.Sprintf("the token's mercure.publish claim does not cover topic %q", t)})
-			return
-		}
-	}
-	id, err := h.Publish(r.Context(), u)
+	id, err := h.append(r.Context(), u)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -61,6 +49,94 @@ var (
 	nosniff   = []string{"nosniff"}
 )
 
+// formMediaType is the media type of a publication's body.
+const formMediaType = "application/x-www-form-urlencoded"
+
+// publication is a publication request as the hub decides it, whichever
+// way it came: the handler (publish) fills one from an *http.Request, and
+// Serve's fast path (publishPlain) from the bytes of a plain publication.
+type publication struct {
+	token    string      // the token, as requestToken found it
+	src      tokenSource // where the token came from; noToken: none
+	tokenErr error       // why the request has no usable token, as requestToken says
+	origin   string      // with a cookie's token: the request's origin (requestOrigin)
+
+	contentType string // the Content-Type header
+	// The body: in memory (body), or else to be read from reader, of
+	// length bytes when that is not negative. reader must stop past the
+	// hub's MaxBodySize with an *http.MaxBytesError, as
+	// http.MaxBytesReader does.
+	body   []byte
+	reader io.Reader
+	length int64
+}
+
+// checkPublication decides whether p may be published, and returns its
+// update, valid and covered by the token's mercure.publish claim, or the
+// refusal. It is the only place where a publication is authenticated,
+// authorized and validated: the handler and Serve's fast path both publish
+// what it returns and nothing else, so that no request can pass by one
+// path what the other refuses. It checks, and refuses at the first
+// failure, in this order: the token (401), the origin of a request
+// authorized by a cookie (403), the media type (415), the body's size
+// (413), the form (400), the claim's cover of each topic (403), the hub's
+// state (503), then the update itself (400, or 403 for a reserved topic).
+// It reads the body only once the token is verified.
+func (h *Hub) checkPublication(p *publication) (Update, *Error) {
+	c, e := h.verifyToken(h.cfg.PublisherKey, p.token, p.src, p.tokenErr)
+	if e != nil {
+		return Update{}, e
+	}
+	switch p.src {
+	case noToken:
+		return Update{}, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "publishing needs a token"}
+	case fromCookie:
+		if e := h.checkOrigin(p.origin); e != nil {
+			return Update{}, e
+		}
+	}
+	// The form's media type, as net/http's ParseForm reads it; the exact
+	// spelling, what publishers send, is found without parsing.
+	if p.contentType != formMediaType {
+		if mt, _, err := mime.ParseMediaType(p.contentType); err != nil || mt != formMediaType {
+			return Update{}, &Error{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedType,
+				Message: "the body must be application/x-www-form-urlencoded"}
+		}
+	}
+	body, tooLarge := p.body, int64(len(p.body)) > h.cfg.MaxBodySize
+	if p.reader != nil {
+		var err error
+		body, err = readBody(p.reader, p.length, h.cfg.MaxBodySize)
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			tooLarge = true
+		} else if err != nil {
+			return Update{}, &Error{Status: http.StatusBadRequest, Code: codeInvalidBody, Message: "reading the body failed: " + err.Error()}
+		}
+	}
+	if tooLarge {
+		return Update{}, &Error{Status: http.StatusRequestEntityTooLarge, Code: codeBodyTooLarge,
+			Message: fmt.Sprintf("the body is larger than %d bytes", h.cfg.MaxBodySize)}
+	}
+	u, e := h.formUpdate(body)
+	if e != nil {
+		return Update{}, e
+	}
+	for _, t := range u.Topics {
+		if !h.canPublish(c, t) {
+			return Update{}, &Error{Status: http.StatusForbidden, Code: codeForbidden,
+				Message: fmt.Sprintf("the token's mercure.publish claim does not cover topic %q", t)}
+		}
+	}
+	if h.closing.Load() {
+		return Update{}, &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "the hub is shutting down", err: ErrClosed}
+	}
+	if e := u.validate(h.cfg.MaxTopics); e != nil {
+		return Update{}, e
+	}
+	return u, nil
+}
+
+// canPublish reports whether the claims c allow publishing to topic.
 func (h *Hub) canPublish(c *claims, topic string) bool {
 	for _, sel := range c.Publish {
 		if h.match.match(sel, topic) {
@@ -70,26 +146,8 @@ func (h *Hub) canPublish(c *claims, topic string) bool {
 	return false
 }
 
-// readUpdate reads the update of a publish request.
-func (h *Hub) readUpdate(w http.ResponseWriter, r *http.Request) (Update, error) {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		return Update{}, &Error{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedType,
-			Message: "the body must be application/x-www-form-urlencoded"}
-	}
-	body, err := readBody(w, r, h.cfg.MaxBodySize)
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return Update{}, &Error{Status: http.StatusRequestEntityTooLarge, Code: codeBodyTooLarge,
-				Message: fmt.Sprintf("the body is larger than %d bytes", h.cfg.MaxBodySize)}
-		}
-		return Update{}, &Error{Status: http.StatusBadRequest, Code: codeInvalidBody, Message: "reading the body failed: " + err.Error()}
-	}
-	return h.formUpdate(body)
-}
-
-// formUpdate reads an update from a publication's form body, as the
-// handler and Serve both take it.
-func (h *Hub) formUpdate(body []byte) (Update, error) {
+// formUpdate reads an update from a publication's form body.
+func (h *Hub) formUpdate(body []byte) (Update, *Error) {
 	u, retry, err := parseUpdate(string(body), h.cfg.MaxTopics)
 	if err != nil {
 		return Update{}, &Error{Status: http.StatusBadRequest, Code: codeInvalidBody, Message: "the body is not a valid form: " + err.Error()}
@@ -104,18 +162,17 @@ func (h *Hub) formUpdate(body []byte) (Update, error) {
 	return u, nil
 }
 
-// readBody reads a request's body, up to max bytes: in one read of the
-// announced length when there is one.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, r.Body, max)
-	if n := r.ContentLength; n >= 0 && n <= max {
+// readBody reads a body of n bytes, or of unknown length if n is
+// negative, up to max: in one read when n is known and within it.
+func readBody(r io.Reader, n, max int64) ([]byte, error) {
+	if n >= 0 && n <= max {
 		b := make([]byte, n)
-		if _, err := io.ReadFull(body, b); err != nil {
+		if _, err := io.ReadFull(r, b); err != nil {
 			return nil, err
 		}
 		return b, nil
 	}
-	return io.ReadAll(body)
+	return io.ReadAll(r)
 }
 
 // parseUpdate reads an update from an application/x-www-form-urlencoded

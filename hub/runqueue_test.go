@@ -2,7 +2,7 @@ package hub
 
 import (
 	"testing"
-	"time"
+	"testing/synctest"
 )
 
 func TestRunQueue(t *testing.T) {
@@ -19,16 +19,18 @@ func TestRunQueue(t *testing.T) {
 			t.Fatalf("pop %d: %v, %v", i, s, ok)
 		}
 	}
-	got := make(chan *subscriber)
-	go func() {
-		s, _ := q.pop() // waits
-		got <- s
-	}()
-	time.Sleep(10 * time.Millisecond)
-	q.push(subs[7])
-	if s := <-got; s != subs[7] {
-		t.Fatal("a waiting pop got the wrong subscriber")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		got := make(chan *subscriber)
+		go func() {
+			s, _ := q.pop()
+			got <- s
+		}()
+		synctest.Wait() // the pop waits
+		q.push(subs[7])
+		if s := <-got; s != subs[7] {
+			t.Fatal("a waiting pop got the wrong subscriber")
+		}
+	})
 	q.push(subs[1])
 	q.close()
 	if s, ok := q.pop(); !ok || s != subs[1] {

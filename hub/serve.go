@@ -28,9 +28,10 @@ import (
 // Transfer-Encoding, Upgrade or TE, and no Connection but keep-alive; its
 // request line, headers and body fit in 4 KiB. Backends publishing with a
 // token send nothing else. The hub answers it with the bytes srv would
-// write. The first request that is not plain, or that the handler would
-// refuse (a bad token, form or topic), and everything after it on that
-// connection, go to srv as they came: srv.Handler must serve the hub at
+// write, having checked it with the handler's own code (checkPublication).
+// The first request that is not plain, or that the hub refuses (a bad
+// token, form or topic), and everything after it on that connection, go
+// to srv as they came: srv.Handler must serve the hub at
 // Path, and every other request gets net/http's full handling. srv's
 // ConnState and ConnContext hooks see only those connections, in a wrapper
 // whose NetConn method returns the connection ln accepted (within a
@@ -420,9 +421,10 @@ func (q *connQueue) Addr() net.Addr { return q.addr }
 
 // plainRequest is what the hub needs of a plain publication.
 type plainRequest struct {
-	token string // the Bearer token
-	body  []byte
-	size  int // the request's length, request line to the end of the body
+	token       string // the Bearer token
+	contentType string // the Content-Type header's media type
+	body        []byte
+	size        int // the request's length, request line to the end of the body
 }
 
 // What parsePlain found.
@@ -487,10 +489,11 @@ func parsePlain(buf []byte) (req plainRequest, st plainStatus) {
 			}
 			length = int(n)
 		case equalFold(name, "Content-Type"):
-			if form || !equalFold(value, "application/x-www-form-urlencoded") {
+			if form || !equalFold(value, formMediaType) {
 				return req, plainNot
 			}
-			form = true
+			// The same media type, in any case, without a copy.
+			req.contentType, form = formMediaType, true
 		case equalFold(name, "Authorization"):
 			scheme, token, found := bytes.Cut(value, []byte(" "))
 			token = bytes.TrimSpace(token) // as requestToken does
@@ -577,26 +580,13 @@ func equalFold(b []byte, s string) bool {
 
 // publishPlain publishes a plain publication and writes the answer to
 // *out, or reports false, having done nothing, when net/http should answer
-// it instead: because it is refused, or the hub is shutting down.
+// it instead: when checkPublication refuses it. The handler then checks the
+// request again, with the same code, and answers the refusal as it answers
+// any other.
 func (h *Hub) publishPlain(req plainRequest, out *[]byte) bool {
-	key := h.cfg.PublisherKey
-	if key == nil || h.closing.Load() || int64(len(req.body)) > h.cfg.MaxBodySize {
-		return false
-	}
-	c, err := h.verify(key, req.token)
-	if err != nil {
-		return false
-	}
-	u, err := h.formUpdate(req.body)
-	if err != nil {
-		return false
-	}
-	for _, t := range u.Topics {
-		if !h.canPublish(c, t) {
-			return false
-		}
-	}
-	if u.validate(h.cfg.MaxTopics) != nil {
+	p := publication{token: req.token, src: fromHeader, contentType: req.contentType, body: req.body, length: int64(len(req.body))}
+	u, e := h.checkPublication(&p)
+	if e != nil {
 		return false
 	}
 	id, err := h.append(h.ctx, u)

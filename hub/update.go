@@ -78,7 +78,7 @@ const EarliestID = "earliest"
 
 // validate checks an update as a publisher sent it, before the hub fills in
 // its ID.
-func (u *Update) validate(maxTopics int) error {
+func (u *Update) validate(maxTopics int) *Error {
 	if len(u.Topics) == 0 {
 		return badUpdate(codeMissingTopic, "an update needs at least one topic")
 	}
@@ -115,7 +115,7 @@ func (u *Update) validate(maxTopics int) error {
 }
 
 // checkTopic checks a topic or a selector.
-func checkTopic(t string) error {
+func checkTopic(t string) *Error {
 	switch {
 	case t == "":
 		return badUpdate(codeInvalidTopic, "a topic is empty")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh runs every test of herald, the same way on a laptop and in
 # CI (.ci/run calls it): formatting, go vet, the dependency rule of the light
-# packages, all tests under the race detector, a short fuzzing run of each
-# parser, and a single pass of every benchmark (so that none rots).
+# packages, all tests under the race detector, the long tests at full size, a
+# short fuzzing run of each parser, and a single pass of every benchmark (so
+# that none rots).
 #
 # Whatever the tests need that a fresh machine may lack, this script installs
 # or starts, idempotently.
@@ -13,6 +14,13 @@
 #              with a duration Go 1.26's fuzz coordinator can fail at the
 #              deadline with "context deadline exceeded" and no crasher
 #              (go.dev/issue/75804, fixed in Go 1.27).
+#   HERALD_LONG  when set (HERALD_LONG=1), the race detector's run takes the long
+#              tests at their full sizes too (hubtest.LongEnv: a million-event
+#              history per store, minutes under the race detector: Pebble
+#              checks its invariants in race builds). Otherwise that run
+#              takes them with smaller sizes, on the same paths, and a run
+#              without the race detector at full size follows; the whole
+#              script takes about two minutes on two idle cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +58,11 @@ done
 
 step "go test -race"
 go test -race -count=1 ./...
+
+# The long tests (named ...Long...) at full size, without the race detector,
+# which the run above gave them at smaller sizes.
+step "the long tests at full size"
+HERALD_LONG=1 go test -count=1 -run 'Long' ./...
 
 if [ "$FUZZTIME" != "0" ]; then
 	step "fuzzing, $FUZZTIME per target"

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,30 @@ import (
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/sse"
 )
+
+// LongEnv names the environment variable that runs the long tests at their
+// full sizes when it is set to anything but the empty string:
+//
+//	HERALD_LONG=1 go test ./store/...
+//
+// Without it they run with smaller sizes that take the same paths (a
+// history past a memtable's worth, say), so that the race detector's run
+// of every test stays quick. A long test, one that asks Size for its
+// size, has Long in its name: scripts/test.sh runs those again at full
+// size without the race detector.
+const LongEnv = "HERALD_LONG"
+
+// Long reports whether the long tests run at their full sizes (LongEnv).
+func Long() bool { return os.Getenv(LongEnv) != "" }
+
+// Size returns full when the long tests run at their full sizes, and
+// short otherwise.
+func Size(short, full int) int {
+	if Long() {
+		return full
+	}
+	return short
+}
 
 // Fill appends n events to l, in batches of 10,000, with the IDs ID(0) …
 // ID(n-1), each on one of 16 topics.

@@ -399,7 +399,9 @@ func TestReconnectCatchesLoss(t *testing.T) {
 // readers, on their topic and on another, get every event once, in order.
 func TestSlow(t *testing.T) {
 	t.Parallel()
-	u := newTestHub(t, hub.Config{DispatchTimeout: 200 * time.Millisecond, Heartbeat: -1})
+	// The dispatch timeout is long beside a reader's stall on a busy
+	// machine, which would have the hub drop a reader too.
+	u := newTestHub(t, hub.Config{DispatchTimeout: time.Second, Heartbeat: -1})
 	res, err := Slow(context.Background(), SlowConfig{
 		Target: Target{URL: u, PublisherToken: token(t)}, Slow: 20, Fast: 2, Others: 1,
 		Volume: 8 << 20, EventSize: 16 << 10, Wait: 20 * time.Second,

@@ -57,19 +57,27 @@ func main() {
 }
 
 // serveOn serves on ln until it fails.
-func serveOn(ln net.Listener, workers int) error {
+func serveOn(ln net.Listener, workers int) error { return newServer(workers).serve(ln) }
+
+// newServer returns a server with its workers running.
+func newServer(workers int) *server {
 	s := &server{}
 	for range max(workers, 1) {
 		w := &worker{subs: map[string][]sub{}, events: make(chan event, 1024)}
 		s.workers = append(s.workers, w)
 		go w.run()
 	}
+	return s
+}
+
+// serve serves on ln until it fails.
+func (s *server) serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return err
 		}
-		go s.serve(c.(*net.TCPConn))
+		go s.serveConn(c.(*net.TCPConn))
 	}
 }
 
@@ -80,6 +88,10 @@ type server struct {
 	order   sync.Mutex // held by a publication, to hand events to the workers in order
 	mu      sync.Mutex
 	history []event // every event: history[i] has the ID urn:fanfloor:i+1
+
+	// headWritten, if not nil, is called by a subscription once its
+	// stream's head is written: a test's hook.
+	headWritten func()
 }
 
 // event is one framed event for the subscribers of its topics.
@@ -141,14 +153,16 @@ func (w *worker) union(topics []string) []sub {
 	return subs
 }
 
-// add makes fd a subscriber of topics, after writing it the events of its
-// topics from the one after the event after (0: none) up to the last the
-// worker has written to its subscribers: the worker writes it the next
-// ones, from the one after both.
+// add makes fd a subscriber of topics, after writing it the stream's head
+// and the events of its topics from the one after the event after (0:
+// none) up to the last the worker has written to its subscribers: the
+// worker writes it the next ones, from the one after both. Head, catch-up
+// and registration are one step for the worker, which writes no event in
+// between.
 func (w *worker) add(s *server, topics []string, fd int, after int) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out []byte
+	out := []byte(streamHead)
 	if after > 0 {
 		s.mu.Lock()
 		for _, ev := range s.history[min(after, w.sent):w.sent] {
@@ -183,9 +197,9 @@ func (w *worker) remove(topics []string, fd int) {
 
 const streamHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
 
-// serve reads the requests of one connection: publications until a
+// serveConn reads the requests of one connection: publications until a
 // subscription, which keeps the connection until the client closes it.
-func (s *server) serve(c *net.TCPConn) {
+func (s *server) serveConn(c *net.TCPConn) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	for {
@@ -260,14 +274,15 @@ func (s *server) subscribe(c *net.TCPConn, br *bufio.Reader, topics []string, la
 	}
 	fd := -1
 	_ = raw.Control(func(f uintptr) { fd = int(f) })
-	// The head goes at once; the events wait for the worker to finish
-	// writing the one it is on.
-	if _, err := io.WriteString(c, streamHead); err != nil {
-		return
-	}
+	// The worker writes the head with the catch-up and registers the
+	// subscriber before it writes another event: a client that has the
+	// head misses nothing published after it.
 	w := s.workers[s.next.Add(1)%uint64(len(s.workers))]
 	if err := w.add(s, topics, fd, after); err != nil {
 		return
+	}
+	if s.headWritten != nil {
+		s.headWritten()
 	}
 	_, _ = io.Copy(io.Discard, br) // until the client goes
 	w.remove(topics, fd)
