@@ -35,7 +35,8 @@
 // open Pebble replays its log and flushes it, with syncs, so that the
 // database it opens is durable, the failed batches included when they
 // reached the log. Another fault is left to a restart, which does the
-// same. Pebble's own goroutines also call Fatalf on a failed write of its
+// same. Open probes likewise, and fails on a disk without room for the
+// replay, where Pebble's open would retry without end. Pebble's own goroutines also call Fatalf on a failed write of its
 // manifest: that panic ends the process, as Pebble intends, and a restart
 // recovers.
 //
@@ -154,6 +155,12 @@ func Open(cfg Config) (Log, error) {
 		return Log{}, fmt.Errorf("pebblestore: lock %s: %w", cfg.Dir, err)
 	}
 	b := &backend{dir: cfg.Dir, fs: cfg.fs, lock: lock, logger: cfg.Logger, size: cfg.Size, maxAge: cfg.MaxAge}
+	// Pebble's open replays the log into tables, and retries a failed
+	// write of them without end: on a full disk it would never return.
+	if err := b.probe(false); err != nil {
+		_ = lock.Close()
+		return Log{}, fmt.Errorf("pebblestore: open %s: no room to replay its log: %w", cfg.Dir, err)
+	}
 	if b.db, err = b.open(); err != nil {
 		_ = lock.Close()
 		if pebble.IsCorruptionError(err) {
@@ -457,9 +464,11 @@ func (b *backend) Lookup(id string) (uint64, bool, error) {
 }
 
 // Recover implements logcore.Backend: once a probe shows room for it, it
-// closes the database, which Pebble gave up on, and opens it again.
+// closes the database, which Pebble gave up on, and opens it again. (Room
+// can run out again between the probe and the open, which then waits for
+// it: Pebble retries a failed flush without end.)
 func (b *backend) Recover(error) (first, next uint64, recent []*hub.Event, err error) {
-	if err := b.probe(); err != nil {
+	if err := b.probe(true); err != nil {
 		return 0, 0, nil, err
 	}
 	b.mu.Lock()
@@ -477,9 +486,10 @@ func (b *backend) Recover(error) (first, next uint64, recent []*hub.Event, err e
 }
 
 // probe writes and syncs a file as large as the write-ahead log and
-// probeMargin, and removes it: a reopen replays the log into tables.
-func (b *backend) probe() error {
-	size := int64(probeMargin)
+// probeMargin, and removes it: an open replays the log into tables. With
+// always false, an empty log (a new database) needs no probe.
+func (b *backend) probe(always bool) error {
+	var wal int64
 	names, err := b.fs.List(b.dir)
 	if err != nil {
 		return err
@@ -487,10 +497,14 @@ func (b *backend) probe() error {
 	for _, n := range names {
 		if strings.HasSuffix(n, ".log") {
 			if fi, err := b.fs.Stat(b.fs.PathJoin(b.dir, n)); err == nil {
-				size += fi.Size()
+				wal += fi.Size()
 			}
 		}
 	}
+	if wal == 0 && !always {
+		return nil
+	}
+	size := wal + probeMargin
 	name := b.fs.PathJoin(b.dir, "herald-probe")
 	f, err := b.fs.Create(name, vfs.WriteCategoryUnspecified)
 	if err != nil {

@@ -620,8 +620,15 @@ func (l *Log) Close() error {
 		l.mu.Lock()
 		l.closed = true
 		close(l.wake)
+		failed := l.failed
 		l.mu.Unlock()
 		err = l.b.Close()
+		if err != nil && failed != nil {
+			// The fault again, most likely (Pebble reports its
+			// failed log): it was logged, and the close went fine.
+			l.logger.Warn("closing the history after a fault", "error", err)
+			err = nil
+		}
 	})
 	return err
 }
