@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +28,8 @@ func TestDiskFull(t *testing.T) {
 	ctx := context.Background()
 	dir := tmpfs.Mount(t, 2<<20)
 	path := filepath.Join(dir, "history.db")
-	l := open(t, boltstore.Config{Path: path})
+	logs := newLogRecorder()
+	l := open(t, boltstore.Config{Path: path, Logger: slog.New(logs)})
 	var acked []string
 	publish := func(id string) error {
 		e := ev(id)
@@ -60,7 +63,7 @@ func TestDiskFull(t *testing.T) {
 	if err := l.Healthy(); !errors.Is(err, hub.ErrUnavailable) || !strings.Contains(err.Error(), "it retries") {
 		t.Fatalf("Healthy on a full disk: %v", err)
 	}
-	time.Sleep(300 * time.Millisecond) // attempts to recover, which fail
+	<-logs.attempts // an attempt to recover, which failed
 	if err := l.Healthy(); err == nil {
 		t.Fatal("recovered on a full disk")
 	}
@@ -93,7 +96,8 @@ func TestWriteError(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "history.db")
 	var file *os.File
-	l := open(t, boltstore.WithOpenFile(boltstore.Config{Path: path}, func(name string, flag int, perm os.FileMode) (*os.File, error) {
+	logs := newLogRecorder()
+	l := open(t, boltstore.WithOpenFile(boltstore.Config{Path: path, Logger: slog.New(logs)}, func(name string, flag int, perm os.FileMode) (*os.File, error) {
 		f, err := os.OpenFile(name, flag, perm)
 		file = f
 		return f, err
@@ -123,12 +127,57 @@ func TestWriteError(t *testing.T) {
 	if err := l.Healthy(); !errors.Is(err, hub.ErrUnavailable) || !strings.Contains(err.Error(), "restart herald") {
 		t.Fatalf("Healthy after a write error: %v", err)
 	}
+	if n := logs.count("restarted"); n != 1 {
+		t.Fatalf("%d error lines say that herald must be restarted: %q", n, logs.errors)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	l = open(t, boltstore.Config{Path: path})
 	defer l.Close()
 	checkAcked(t, l, acked)
+}
+
+// logRecorder is a slog.Handler that keeps a log's messages, and signals
+// each failed attempt to recover.
+type logRecorder struct {
+	mu       sync.Mutex
+	errors   []string      // the messages at error level
+	attempts chan struct{} // a failed attempt to recover, if any since the last receive
+}
+
+func newLogRecorder() *logRecorder { return &logRecorder{attempts: make(chan struct{}, 1)} }
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
+
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	if strings.Contains(rec.Message, "still cannot store events") {
+		select {
+		case r.attempts <- struct{}{}:
+		default:
+		}
+	}
+	if rec.Level >= slog.LevelError {
+		r.mu.Lock()
+		r.errors = append(r.errors, rec.Message)
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// count returns how many error messages hold s.
+func (r *logRecorder) count(s string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.errors {
+		if strings.Contains(m, s) {
+			n++
+		}
+	}
+	return n
 }
 
 // checkAcked checks that l holds the acknowledged events in order, the

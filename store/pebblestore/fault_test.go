@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -111,6 +113,48 @@ func (f *faultFile) Preallocate(off, n int64) error {
 	return f.File.Preallocate(off, n)
 }
 
+// logRecorder is a slog.Handler that keeps a log's messages, and signals
+// each failed attempt to recover.
+type logRecorder struct {
+	mu       sync.Mutex
+	errors   []string      // the messages at error level
+	attempts chan struct{} // a failed attempt to recover, if any since the last receive
+}
+
+func newLogRecorder() *logRecorder { return &logRecorder{attempts: make(chan struct{}, 1)} }
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
+
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	if strings.Contains(rec.Message, "still cannot store events") {
+		select {
+		case r.attempts <- struct{}{}:
+		default:
+		}
+	}
+	if rec.Level >= slog.LevelError {
+		r.mu.Lock()
+		r.errors = append(r.errors, rec.Message)
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// count returns how many error messages hold s.
+func (r *logRecorder) count(s string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.errors {
+		if strings.Contains(m, s) {
+			n++
+		}
+	}
+	return n
+}
+
 // waitHealthy waits until l takes appends again. A store that never
 // recovers fails the test by its timeout.
 func waitHealthy(t *testing.T, l hub.HealthChecker) {
@@ -146,7 +190,8 @@ func TestFaults(t *testing.T) {
 			ctx := context.Background()
 			dir := filepath.Join(t.TempDir(), "history")
 			fs := &faultFS{FS: vfs.Default, syncOnly: tc.syncOnly}
-			l := open(t, pebblestore.WithFS(pebblestore.Config{Dir: dir}, fs))
+			logs := newLogRecorder()
+			l := open(t, pebblestore.WithFS(pebblestore.Config{Dir: dir, Logger: slog.New(logs)}, fs))
 			var acked []string
 			publish := func(id string) error {
 				err := l.Append(ctx, ev(id))
@@ -179,10 +224,14 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("read %d events after a fault: %v", len(evs), err)
 			}
 
-			// While the fault lasts, the attempts to recover fail.
-			time.Sleep(300 * time.Millisecond)
-			if err := l.Healthy(); err == nil {
-				t.Fatal("recovered while the disk still fails")
+			if tc.recovers {
+				// While the fault lasts, the attempts to recover fail.
+				<-logs.attempts
+				if err := l.Healthy(); err == nil {
+					t.Fatal("recovered while the disk still fails")
+				}
+			} else if n := logs.count("restarted"); n != 1 {
+				t.Fatalf("%d error lines say that herald must be restarted: %q", n, logs.errors)
 			}
 			fs.clear()
 			if tc.recovers {

@@ -36,9 +36,9 @@
 // database it opens is durable, the failed batches included when they
 // reached the log. Another fault is left to a restart, which does the
 // same. Open probes likewise, and fails on a disk without room for the
-// replay, where Pebble's open would retry without end. Pebble's own goroutines also call Fatalf on a failed write of its
-// manifest: that panic ends the process, as Pebble intends, and a restart
-// recovers.
+// replay, where Pebble's open would retry without end. Pebble's own
+// goroutines also call Fatalf on a failed write of its manifest: that
+// panic ends the process, as Pebble intends, and a restart recovers.
 //
 // # Damage
 //
