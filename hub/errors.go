@@ -15,6 +15,11 @@ var (
 	// ErrDuplicateID is returned when an update's ID is already in the
 	// retained history. IDs identify resume points, so they stay unique.
 	ErrDuplicateID = errors.New("hub: duplicate event id")
+	// ErrUnavailable is wrapped by the errors of a Log that cannot store
+	// events for the time being: its storage failed (a full disk, an I/O
+	// error). The events of such an append were not acknowledged. Over
+	// HTTP it is a 503, history_unavailable.
+	ErrUnavailable = errors.New("hub: the history cannot store events")
 )
 
 // Error is a refusal with its HTTP status and its stable error code, the
@@ -53,6 +58,7 @@ const (
 	codeMethod          = "method_not_allowed"
 	codeNotFound        = "not_found"
 	codeUnavailable     = "unavailable"
+	codeNoHistory       = "history_unavailable"
 	codeTooManyConns    = "too_many_connections"
 	codeInternal        = "internal_error"
 )
@@ -62,6 +68,11 @@ const (
 	codeTooManySelectors = "too_many_selectors"
 	codeTooManyTemplates = "too_many_templates"
 )
+
+// historyRetryAfter is the Retry-After of a publication refused because
+// the history cannot store events, in seconds: a store retries on its own
+// within about as long.
+const historyRetryAfter = 5
 
 // errorBody is the JSON body of every error response.
 type errorBody struct {
@@ -77,6 +88,9 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.As(err, &e):
 	case errors.Is(err, ErrClosed):
 		e = &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "the hub is shutting down"}
+	case errors.Is(err, ErrUnavailable):
+		e = &Error{Status: http.StatusServiceUnavailable, Code: codeNoHistory, retryAfter: historyRetryAfter,
+			Message: "the history cannot store events at the moment (a storage fault); the update was not acknowledged"}
 	case errors.Is(err, ErrDuplicateID):
 		e = &Error{Status: http.StatusConflict, Code: codeDuplicateID, Message: "an event with this id is already in the history"}
 	default:

@@ -500,18 +500,24 @@ func (h *Hub) Close() error {
 	return h.Shutdown(ctx)
 }
 
-// Ready reports whether the hub can serve: it fails once the hub is
-// shutting down, when the log cannot be read, or once delivery stopped
-// because it could not.
+// Ready reports whether the hub can take publications: it fails once the
+// hub is shutting down, when the log cannot be read, once delivery stopped
+// because it could not, and while the log reports that it cannot store
+// events (see HealthChecker). Subscribers are served in that last case.
 func (h *Hub) Ready(ctx context.Context) error {
 	if h.closing.Load() {
-		return ErrClosed
+		return fmt.Errorf("shutting down: %w", ErrClosed)
 	}
 	if err := h.broken.Load(); err != nil {
 		return *err
 	}
-	_, _, err := h.log.Bounds(ctx)
-	return err
+	if _, _, err := h.log.Bounds(ctx); err != nil {
+		return err
+	}
+	if hc, ok := h.log.(HealthChecker); ok {
+		return hc.Healthy()
+	}
+	return nil
 }
 
 // dispatchLoop follows the log and offers each event to its subscribers,

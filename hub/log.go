@@ -21,6 +21,16 @@ type Log interface {
 	// appended none of them, when an event's ID is already retained or
 	// appears twice among evs. The caller must not change the events
 	// afterwards.
+	//
+	// When its storage fails (a full disk, an I/O error), Append returns
+	// an error wrapping ErrUnavailable, promptly, for that append and for
+	// every one after it until the log can store events again; it never
+	// hangs on the fault, and never panics. Such events were not
+	// acknowledged, but their outcome is unknown, as that of an append
+	// interrupted by a crash: a commit may have reached the disk before
+	// it failed, and the log may hold them once it recovers, after the
+	// events acknowledged before them. An acknowledged event is never lost
+	// or reordered by a fault.
 	Append(ctx context.Context, evs ...*Event) error
 
 	// Read returns up to limit events in order, starting at position from
@@ -45,4 +55,16 @@ type Log interface {
 
 	// Close releases the log. It is idempotent.
 	Close() error
+}
+
+// HealthChecker is a Log that reports whether it can store events. The
+// hub's Ready asks it, so that a load balancer sends publishers elsewhere
+// while a store's disk is full. A Log without it is taken to be healthy
+// whenever its Bounds can be read.
+type HealthChecker interface {
+	// Healthy returns nil while the log takes appends, and otherwise why
+	// not: an error wrapping ErrUnavailable, saying whether the log
+	// retries on its own or needs a restart once the fault is fixed, or
+	// ErrClosed after Close. It does no I/O and does not block.
+	Healthy() error
 }

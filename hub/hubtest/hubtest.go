@@ -42,6 +42,12 @@ type Suite struct {
 	// log uses no real network, and its clock is the bubble's. The
 	// retention-by-age test then runs on fake time; otherwise it sleeps.
 	Bubble bool
+	// Fault, when set, returns a new, empty log whose storage fails on
+	// demand, as a full disk does: after fail its commits fail, after
+	// mend they can succeed again. The log must be a hub.HealthChecker
+	// and recover on its own. The suite closes it. Without Fault, the
+	// suite has no fault test.
+	Fault func(t *testing.T) (l hub.Log, fail, mend func())
 }
 
 // Run runs the suite.
@@ -60,6 +66,13 @@ func Run(t *testing.T, s Suite) {
 		{"Wait", testWait},
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"Close", testClose},
+		{"Healthy", testHealthy},
+	}
+	if s.Fault != nil {
+		tests = append(tests, struct {
+			name string
+			fn   func(*testing.T, Suite)
+		}{"Fault", testFault})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })
@@ -388,5 +401,102 @@ func testClose(t *testing.T, s Suite) {
 	}
 	if err := l.Wait(ctx, 1<<40); !errors.Is(err, hub.ErrClosed) {
 		t.Errorf("Wait after Close: %v", err)
+	}
+}
+
+// A log is healthy, as the hub's Ready sees it, until it is closed: its
+// Healthy if it is a hub.HealthChecker, its Bounds otherwise.
+func testHealthy(t *testing.T, s Suite) {
+	l := s.New(t, Options{})
+	health := func() error {
+		if hc, ok := l.(hub.HealthChecker); ok {
+			return hc.Healthy()
+		}
+		_, _, err := l.Bounds(context.Background())
+		return err
+	}
+	appendN(t, l, "h", 10)
+	if err := health(); err != nil {
+		t.Fatalf("the health of an open log: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := health(); !errors.Is(err, hub.ErrClosed) {
+		t.Fatalf("the health of a closed log: %v", err)
+	}
+}
+
+// A log whose storage fails refuses the append that met the fault and
+// every one after it, promptly, with hub.ErrUnavailable, and says it is
+// unhealthy; reads go on; once the storage mends, it takes appends again
+// by itself; no acknowledged event is lost or reordered; it closes, during
+// the fault too.
+func testFault(t *testing.T, s Suite) {
+	ctx := context.Background()
+	l, fail, mend := s.Fault(t)
+	t.Cleanup(func() { _ = l.Close() })
+	hc, ok := l.(hub.HealthChecker)
+	if !ok {
+		t.Fatal("a log with faults does not report its health")
+	}
+	var acked []string
+	publish := func(id string) error {
+		err := l.Append(ctx, event(id, "t"))
+		if err == nil {
+			acked = append(acked, id)
+		}
+		return err
+	}
+	for i := range 3 {
+		if err := publish(fmt.Sprint("a", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail()
+	var err error
+	for i := 0; err == nil; i++ {
+		if i == 1000 {
+			t.Fatal("1,000 appends on failing storage succeeded")
+		}
+		err = publish(fmt.Sprint("b", i))
+	}
+	if !errors.Is(err, hub.ErrUnavailable) {
+		t.Fatalf("an append on failing storage: %v", err)
+	}
+	if err := publish("b-next"); !errors.Is(err, hub.ErrUnavailable) {
+		t.Fatalf("an append after a failed one: %v", err)
+	}
+	if err := hc.Healthy(); !errors.Is(err, hub.ErrUnavailable) {
+		t.Fatalf("Healthy on failing storage: %v", err)
+	}
+	if evs := read(t, l, 1, 3); len(evs) != 3 {
+		t.Fatalf("read %d events on failing storage", len(evs))
+	}
+	mend()
+	for hc.Healthy() != nil {
+		time.Sleep(10 * time.Millisecond) // a log that never recovers fails by the test's timeout
+	}
+	for i := range 3 {
+		if err := publish(fmt.Sprint("c", i)); err != nil {
+			t.Fatalf("an append once the storage mended: %v", err)
+		}
+	}
+	_, next := bounds(t, l)
+	i := 0
+	for _, ev := range read(t, l, 1, int(next)) {
+		switch {
+		case i < len(acked) && ev.ID == acked[i]:
+			i++
+		case ev.ID[0] != 'b':
+			t.Fatalf("an event never appended: %s", ev.ID)
+		}
+	}
+	if i != len(acked) {
+		t.Fatalf("%d of the %d acknowledged events in order", i, len(acked))
+	}
+	fail()
+	if err := l.Close(); err != nil {
+		t.Logf("Close on failing storage: %v", err)
 	}
 }

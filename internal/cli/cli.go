@@ -30,8 +30,13 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	// LookupEnv reads an environment variable; nil means none is set.
 	LookupEnv func(string) (string, bool)
-	// Listening, if set, is called with the address a server listens on.
+	// Listening, if set, is called with the address a server listens on,
+	// once it serves.
 	Listening func(addr string)
+	// BeforeOpen, if set, is called by serve with the address it listens
+	// on, before it opens the history; it opens it once BeforeOpen
+	// returns. Tests use it to see the server while it starts.
+	BeforeOpen func(addr string)
 }
 
 // env is what a subcommand runs with.

@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -43,41 +44,55 @@ func runServe(e *env, args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
-	history, where, err := openHistory(cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer history.Close()
-	hc.Log = history
-	h, err := hub.New(hc)
-	if err != nil {
-		return err
-	}
-
 	var tlsConfig *tls.Config
 	if cfg.TLSCert != "" {
 		pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
-			_ = h.Close()
 			return fmt.Errorf("tls-cert and tls-key: %w", err)
 		}
 		// With a certificate here, h.Serve speaks TLS, and HTTP/2.
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
 	}
+	// The address is taken before the history is opened, which can take
+	// seconds: a taken port fails at once, and meanwhile probes learn
+	// that the process is alive but not ready.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		_ = h.Close()
 		return err
 	}
-	srv := &http.Server{
-		TLSConfig:         tlsConfig,
-		Handler:           routes(h),
-		ReadHeaderTimeout: 10 * time.Second, // a slow client cannot hold a connection before its request
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		// No WriteTimeout: streams last. Each write to a subscriber has
-		// its own deadline, the dispatch timeout.
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			TLSConfig:         tlsConfig.Clone(), // a server adds to its own
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second, // a slow client cannot hold a connection before its request
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+			// No WriteTimeout: streams last. Each write to a subscriber has
+			// its own deadline, the dispatch timeout.
+		}
 	}
+	early := serveStarting(newServer(starting()), ln)
+	if e.BeforeOpen != nil {
+		e.BeforeOpen(ln.Addr().String())
+	}
+	history, where, err := openHistory(cfg, logger)
+	if err != nil {
+		early.stop()
+		_ = ln.Close()
+		return err
+	}
+	hc.Log = history
+	h, err := hub.New(hc)
+	if err != nil {
+		early.stop()
+		_ = ln.Close()
+		_ = history.Close()
+		return err
+	}
+	early.stop()
+
+	var stopping atomic.Bool
+	srv := newServer(routes(h, &stopping))
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
@@ -91,22 +106,25 @@ func runServe(e *env, args []string) error {
 		e.Listening(ln.Addr().String())
 	}
 
+	served := make(chan error, 1)
+	go func() { served <- h.Serve(srv, ln) }()
 	if cfg.PprofAddr != "" {
 		if err := servePprof(cfg.PprofAddr, logger); err != nil {
 			_ = h.Close()
-			return err
+			_ = srv.Close()
+			<-served
+			return errors.Join(err, history.Close())
 		}
 	}
-
-	served := make(chan error, 1)
-	go func() { served <- h.Serve(srv, ln) }()
 	select {
 	case err := <-served:
 		_ = h.Close()
-		return fmt.Errorf("serve: %w", err)
+		return errors.Join(fmt.Errorf("serve: %w", err), history.Close())
 	case <-e.ctx.Done():
 	}
 
+	// Not ready from now on: a load balancer stops sending publishers.
+	stopping.Store(true)
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -121,17 +139,37 @@ func runServe(e *env, args []string) error {
 	case <-served:
 	case <-ctx.Done():
 	}
-	return errors.Join(err, <-hubDone)
+	err = errors.Join(err, <-hubDone)
+	return errors.Join(err, closeHistory(ctx, history))
 }
 
-// routes serves the hub and the health endpoints.
-func routes(h *hub.Hub) http.Handler {
+// closeHistory closes the history, or gives up when ctx ends: a store
+// stuck on a failed disk does not hold the process.
+func closeHistory(ctx context.Context, history hub.Log) error {
+	done := make(chan error, 1)
+	go func() { done <- history.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return errors.New("the history did not close within the shutdown timeout")
+	}
+}
+
+// routes serves the hub and the health endpoints. /readyz says whether the
+// hub can take publications: not once stopping is set, nor while the
+// history refuses events.
+func routes(h *hub.Hub, stopping *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if stopping.Load() {
+			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		if err := h.Ready(r.Context()); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
@@ -139,6 +177,98 @@ func routes(h *hub.Hub) http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	return mux
+}
+
+// starting serves while the history opens: alive, not ready, and every
+// other request refused for a moment.
+func starting() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "not ready: starting: opening the history", http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		hdr := w.Header()
+		hdr.Set("Retry-After", "1")
+		hdr.Set("Content-Type", "application/json")
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error":"unavailable","message":"the hub is starting"}`+"\n")
+	})
+	return mux
+}
+
+// earlyServer serves a listener until stop, which leaves the listener
+// open and accepting nothing, for the hub's server to take over.
+type earlyServer struct {
+	srv    *http.Server
+	ln     *handoff
+	served chan struct{}
+}
+
+func serveStarting(srv *http.Server, ln net.Listener) *earlyServer {
+	e := &earlyServer{srv: srv, ln: &handoff{Listener: ln}, served: make(chan struct{})}
+	go func() {
+		defer close(e.served)
+		if srv.TLSConfig != nil {
+			_ = srv.ServeTLS(e.ln, "", "")
+		} else {
+			_ = srv.Serve(e.ln)
+		}
+	}()
+	return e
+}
+
+// stop stops accepting, finishes the answers under way (each a moment),
+// closes the server's connections, and gives the listener back.
+func (e *earlyServer) stop() {
+	e.ln.pause()
+	<-e.served
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if e.srv.Shutdown(ctx) != nil {
+		_ = e.srv.Close()
+	}
+	e.ln.resume()
+}
+
+// handoff is a listener that a server can stop accepting from without
+// closing it: pause wakes a blocked Accept with a deadline, after which
+// Accept fails as a closed listener does; resume clears the deadline.
+type handoff struct {
+	net.Listener
+	paused atomic.Bool
+}
+
+func (l *handoff) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil && l.paused.Load() {
+		return nil, net.ErrClosed
+	}
+	return c, err
+}
+
+// Close pauses: the listener outlives the server.
+func (l *handoff) Close() error {
+	l.pause()
+	return nil
+}
+
+func (l *handoff) pause() {
+	if l.paused.Swap(true) {
+		return
+	}
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		_ = d.SetDeadline(time.Now())
+	}
+}
+
+func (l *handoff) resume() {
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		_ = d.SetDeadline(time.Time{})
+	}
 }
 
 // servePprof serves Go's profiling endpoints on their own listener, for

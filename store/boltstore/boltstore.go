@@ -19,6 +19,12 @@
 // events also stay in memory, where live delivery and short catch-ups read
 // them without touching the disk.
 //
+// # Faults
+//
+// A commit that fails is rolled back by bbolt, and fails its appends (see
+// logcore.New). For a full disk, a probe commit is retried in the
+// background, and appends are accepted again once one succeeds.
+//
 // # Damage
 //
 // bbolt survives a crash at any point: a commit interrupted before its end
@@ -72,6 +78,10 @@ type Config struct {
 	MaxAge time.Duration
 	// Logger receives the store's logs. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// openFile opens the file, for tests that inject faults. Nil means
+	// os.OpenFile.
+	openFile func(string, int, os.FileMode) (*os.File, error)
 }
 
 // Log is a hub.Log in a bbolt file. It is safe for concurrent use.
@@ -79,7 +89,10 @@ type Log struct {
 	*logcore.Log
 }
 
-var _ hub.Log = Log{}
+var (
+	_ hub.Log           = Log{}
+	_ hub.HealthChecker = Log{}
+)
 
 // backend writes and reads the file for logcore.
 type backend struct {
@@ -103,6 +116,10 @@ func Open(cfg Config) (Log, error) {
 		return Log{}, fmt.Errorf("boltstore: %w", err)
 	}
 	if err := checkFile(cfg.Path); err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return Log{}, fmt.Errorf("boltstore: open %s: %w", cfg.Path, err)
+		}
 		return Log{}, fmt.Errorf("boltstore: open %s: %w; move it away to start with an empty history", cfg.Path, err)
 	}
 	var db *bolt.DB
@@ -110,14 +127,16 @@ func Open(cfg Config) (Log, error) {
 		// The freelist is kept in the file (no NoFreelistSync): rebuilding
 		// it at open would walk every page on a goroutine of bbolt's,
 		// where a damaged page would crash the process.
-		db, err = bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType})
+		db, err = bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, OpenFile: cfg.openFile})
 		return err
 	})
 	switch {
 	case errors.Is(err, bolt.ErrTimeout):
-		return Log{}, fmt.Errorf("boltstore: %s is in use by another process", cfg.Path)
+		return Log{}, fmt.Errorf("boltstore: %s is in use by another herald process", cfg.Path)
+	case err != nil && damaged(err):
+		return Log{}, fmt.Errorf("boltstore: open %s: %w; it is damaged: move it away to start with an empty history", cfg.Path, err)
 	case err != nil:
-		return Log{}, fmt.Errorf("boltstore: open %s: %w; if the file is damaged, move it away to start with an empty history", cfg.Path, err)
+		return Log{}, fmt.Errorf("boltstore: open %s: %w", cfg.Path, err)
 	}
 	b := &backend{db: db, size: cfg.Size, maxAge: cfg.MaxAge}
 	first, next, recent, err := b.load()
@@ -128,7 +147,7 @@ func Open(cfg Config) (Log, error) {
 	return Log{logcore.New(b, first, next, recent, cfg.Logger)}, nil
 }
 
-// load prepares a new file, or checks an existing one and reads its
+// load prepares a new file, or checks an existing one, and reads its
 // bounds and its most recent events.
 func (b *backend) load() (first, next uint64, recent []*hub.Event, err error) {
 	err = guard(func() error {
@@ -165,6 +184,11 @@ func (b *backend) load() (first, next uint64, recent []*hub.Event, err error) {
 	if err != nil {
 		return 0, 0, nil, err
 	}
+	return b.bounds()
+}
+
+// bounds reads the file's bounds and its most recent events.
+func (b *backend) bounds() (first, next uint64, recent []*hub.Event, err error) {
 	err = b.view(func(tx *bolt.Tx) error {
 		nb := tx.Bucket(bucketMeta).Get(keyNext)
 		if len(nb) != 8 {
@@ -193,6 +217,13 @@ func (b *backend) load() (first, next uint64, recent []*hub.Event, err error) {
 	return first, next, recent, err
 }
 
+// damaged reports whether bbolt refused a file for its content.
+func damaged(err error) bool {
+	var d *damage
+	return errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) ||
+		errors.Is(err, bolt.ErrVersionMismatch) || errors.As(err, &d)
+}
+
 func pos(p uint64) []byte { return binary.BigEndian.AppendUint64(nil, p) }
 
 // guard turns a panic of bbolt, which it raises on some damaged pages, and
@@ -201,11 +232,16 @@ func guard(fn func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("the file is damaged: %v", r)
+			err = &damage{r}
 		}
 	}()
 	return fn()
 }
+
+// damage is a panic of bbolt, or a fault reading the file.
+type damage struct{ value any }
+
+func (d *damage) Error() string { return fmt.Sprintf("the file is damaged: %v", d.value) }
 
 func (b *backend) view(fn func(*bolt.Tx) error) error {
 	return guard(func() error { return b.db.View(fn) })
@@ -368,6 +404,44 @@ func (b *backend) Lookup(id string) (uint64, bool, error) {
 		return nil
 	})
 	return p, ok, err
+}
+
+// Recover implements logcore.Backend. bbolt rolls a failed commit back,
+// and its file stays usable: there is room again once a probe file of
+// probeSize can be written and synced beside it, and a probe commit, which
+// rewrites the next position as it is, succeeds. (The commit alone could
+// fit in the pages the failed one left, and readiness would come and go.)
+func (b *backend) Recover(error) (first, next uint64, recent []*hub.Event, err error) {
+	if err := probe(b.db.Path()+".probe", probeSize); err != nil {
+		return 0, 0, nil, fmt.Errorf("boltstore: probe: %w", err)
+	}
+	err = guard(func() error {
+		return b.db.Update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			return meta.Put(keyNext, bytes.Clone(meta.Get(keyNext)))
+		})
+	})
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("boltstore: probe commit: %w", err)
+	}
+	return b.bounds()
+}
+
+// probeSize is the room a recovery asks for, beyond the probe commit's.
+const probeSize = 1 << 20
+
+// probe writes and syncs a file of size bytes, and removes it.
+func probe(path string, size int) (err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, os.Remove(path)) }()
+	defer func() { err = errors.Join(err, f.Close()) }()
+	if _, err := f.Write(make([]byte, size)); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 // Close implements logcore.Backend.

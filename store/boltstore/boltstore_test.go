@@ -13,6 +13,7 @@ import (
 
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/hub/hubtest"
+	"github.com/herald-sse/herald/internal/tmpfs"
 	"github.com/herald-sse/herald/store/boltstore"
 )
 
@@ -35,6 +36,12 @@ func TestSuite(t *testing.T) {
 			return open(t, boltstore.Config{Size: o.Size, MaxAge: o.MaxAge})
 		},
 		Bubble: true,
+		Fault: func(t *testing.T) (hub.Log, func(), func()) {
+			dir := tmpfs.Mount(t, 2<<20)
+			l := open(t, boltstore.Config{Path: filepath.Join(dir, "history.db")})
+			var ballast string
+			return l, func() { ballast = tmpfs.Fill(t, dir) }, func() { _ = os.Remove(ballast) }
+		},
 	})
 }
 

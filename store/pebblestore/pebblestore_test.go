@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/hub/hubtest"
@@ -36,6 +39,11 @@ func TestSuite(t *testing.T) {
 		// Pebble runs goroutines of its own, which would outlive a
 		// synctest bubble: retention by age is tested on the clock.
 		Bubble: false,
+		Fault: func(t *testing.T) (hub.Log, func(), func()) {
+			fs := &faultFS{FS: vfs.Default}
+			l := open(t, pebblestore.WithFS(pebblestore.Config{}, fs))
+			return l, func() { fs.set(syscall.ENOSPC) }, fs.clear
+		},
 	})
 }
 

@@ -7,8 +7,10 @@ package logcore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/herald-sse/herald/hub"
@@ -23,6 +25,11 @@ const (
 	maxBatch = 4096
 	// trimChunk bounds the events one commit drops for retention.
 	trimChunk = 4096
+	// retryMin and retryMax bound the wait between two attempts to
+	// recover from a fault: a freed disk is noticed within retryMax, and
+	// a disk that stays full costs an attempt every retryMax.
+	retryMin = 100 * time.Millisecond
+	retryMax = 10 * time.Second
 )
 
 // Backend is the durable part of a store. Commit and Trim are never called
@@ -48,9 +55,48 @@ type Backend interface {
 	Read(from uint64, n int) ([]*hub.Event, error)
 	// Lookup returns the position of an event ID, if the backend has it.
 	Lookup(id string) (uint64, bool, error)
+	// Recover makes the backend usable again after a commit failed for
+	// want of room (cause wraps ENOSPC or EDQUOT), if it can now: it
+	// commits something, or reopens its files, and fails while the fault
+	// lasts. It returns what its files hold then, as New takes it: the
+	// bounds, and the last events (up to TailSize). The files may hold
+	// the events of the failed commits, after every event committed
+	// before them. An error wrapping ErrPermanent says that it never will
+	// recover. It is never called concurrently with Commit or Trim.
+	Recover(cause error) (first, next uint64, recent []*hub.Event, err error)
 	// Close releases the files.
 	Close() error
 }
+
+// ErrPermanent is wrapped by an error of Backend.Recover that no later
+// attempt can fix.
+var ErrPermanent = errors.New("logcore: the store cannot recover")
+
+// recoverable reports whether a commit that failed with err may succeed
+// again once the fault is gone, with no restart: a full disk or quota. Any
+// other error, an I/O error above all, leaves the files in a state only
+// the recovery at open can be trusted with.
+func recoverable(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// fault is why a Log refuses appends: the error its appends and Healthy
+// return.
+type fault struct {
+	cause     error
+	permanent bool
+}
+
+func (f *fault) Error() string {
+	if f.permanent {
+		return "the history failed to store events and cannot recover: " + f.cause.Error() +
+			"; restart herald once the fault is fixed"
+	}
+	return "the history failed to store events: " + f.cause.Error() +
+		"; it retries, and takes events again once the store can commit"
+}
+
+func (f *fault) Unwrap() []error { return []error{hub.ErrUnavailable, f.cause} }
 
 // Log is a hub.Log over a Backend. It is safe for concurrent use.
 //
@@ -69,8 +115,8 @@ type Log struct {
 	leading bool         // a commit, or a retention trim, is under way
 	idle    sync.Cond    // signalled when leading turns false with an empty queue
 	closing bool
-	quit    chan struct{} // closed by Close: the trimmer stops
-	trimmed chan struct{} // closed when the trimmer has returned
+	quit    chan struct{}  // closed by Close: the trimmer and the recovery stop
+	bg      sync.WaitGroup // the trimmer and the recovery
 
 	mu     sync.RWMutex
 	first  uint64
@@ -79,11 +125,14 @@ type Log struct {
 	from   uint64
 	wake   chan struct{} // closed and replaced at each append
 	closed bool
-	failed error // a failed commit: appends are refused from then on
+	failed *fault // why appends are refused, if they are
 	once   sync.Once
 }
 
-var _ hub.Log = (*Log)(nil)
+var (
+	_ hub.Log           = (*Log)(nil)
+	_ hub.HealthChecker = (*Log)(nil)
+)
 
 type appendReq struct {
 	evs  []*hub.Event
@@ -96,23 +145,32 @@ var errLead = errors.New("logcore: lead the next commit")
 // New returns a Log over b, which holds the positions [first, next); recent
 // are its last events, in order (up to TailSize of them). It starts the
 // goroutine that drops expired events while no one appends.
+//
+// # Faults
+//
+// A commit that fails, with an error or a panic of the backend, fails its
+// appends with an error wrapping hub.ErrUnavailable, and every append
+// after it at once, until the backend recovers; Healthy says why. For a
+// full disk a goroutine calls Backend.Recover with a growing backoff until
+// it succeeds; any other fault is permanent, until a restart. Each is
+// logged once, at error level.
 func New(b Backend, first, next uint64, recent []*hub.Event, logger *slog.Logger) *Log {
 	l := &Log{
-		b:       b,
-		logger:  logger,
-		quit:    make(chan struct{}),
-		trimmed: make(chan struct{}),
-		first:   first,
-		next:    next,
-		tail:    make([]*hub.Event, TailSize),
-		from:    next,
-		wake:    make(chan struct{}),
+		b:      b,
+		logger: logger,
+		quit:   make(chan struct{}),
+		first:  first,
+		next:   next,
+		tail:   make([]*hub.Event, TailSize),
+		from:   next,
+		wake:   make(chan struct{}),
 	}
 	l.idle.L = &l.qmu
 	for _, ev := range recent {
 		l.tail[ev.Pos%TailSize] = ev
 		l.from = min(l.from, ev.Pos)
 	}
+	l.bg.Add(1)
 	go l.trimLoop()
 	return l
 }
@@ -130,7 +188,7 @@ func (l *Log) Append(ctx context.Context, evs ...*hub.Event) error {
 	failed := l.failed
 	l.mu.RUnlock()
 	if failed != nil {
-		return failed
+		return failed // fail fast: no wait for a commit that would fail
 	}
 	r := &appendReq{evs: evs, done: make(chan error, 1)}
 	l.qmu.Lock()
@@ -162,8 +220,8 @@ func (l *Log) lead() {
 		l.queue = l.queue[1:]
 	}
 	l.qmu.Unlock()
+	defer l.handOver() // whatever happens, so that Close never waits for a lead that is gone
 	l.commit(batch)
-	l.handOver()
 }
 
 // handOver ends a lead: the first waiting append leads next, or no one.
@@ -195,14 +253,16 @@ func (l *Log) commit(batch []*appendReq) {
 		evs[i] = r.evs
 		added += len(r.evs)
 	}
-	results, newFirst, err := l.b.Commit(evs, first, next, time.Now(), 2*added+256)
+	var results []error
+	var newFirst uint64
+	err := guard(func() (err error) {
+		results, newFirst, err = l.b.Commit(evs, first, next, time.Now(), 2*added+256)
+		return err
+	})
 	if err != nil {
-		l.logger.Error("the history's commit failed; it refuses appends until restarted", "error", err)
-		l.mu.Lock()
-		l.failed = err
-		l.mu.Unlock()
+		f := l.fail(err)
 		for _, r := range batch {
-			r.done <- err
+			r.done <- f
 		}
 		return
 	}
@@ -231,11 +291,162 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 }
 
+// guard runs fn, turning a panic into an error: a backend's panic (Pebble
+// panics through its logger on a failed commit) must not escape onto a
+// publisher's goroutine, where net/http would swallow it with the lead
+// still held.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p := &panicError{value: r}
+			p.err, _ = r.(error)
+			err = p
+		}
+	}()
+	return fn()
+}
+
+// panicError is a panic of the backend, as an error.
+type panicError struct {
+	value any
+	err   error // value, if it is an error
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("the store panicked: %v", p.value) }
+func (p *panicError) Unwrap() error { return p.err }
+
+// fail records a failed commit: appends are refused from now on. It logs
+// the fault and, when it may pass, starts the recovery. It returns the
+// fault.
+func (l *Log) fail(err error) *fault {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failed != nil {
+		return l.failed
+	}
+	l.failed = &fault{cause: err, permanent: !recoverable(err)}
+	if l.failed.permanent {
+		l.logger.Error("the history cannot store events; publications are refused until herald is restarted once the fault is fixed",
+			"error", err)
+		return l.failed
+	}
+	l.logger.Error("the history cannot store events for want of room; publications are refused, and it retries in the background",
+		"error", err)
+	l.bg.Add(1)
+	go l.recoverLoop()
+	return l.failed
+}
+
+// recoverLoop calls Backend.Recover, with a growing backoff, until it
+// succeeds, says it never will, or the log is closed.
+func (l *Log) recoverLoop() {
+	defer l.bg.Done()
+	wait := retryMin
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-timer.C:
+		case <-l.quit:
+			return
+		}
+		l.mu.RLock()
+		cause := l.failed.cause
+		l.mu.RUnlock()
+		if !l.takeLead() {
+			return
+		}
+		var first, next uint64
+		var recent []*hub.Event
+		err := guard(func() (err error) {
+			first, next, recent, err = l.b.Recover(cause)
+			return err
+		})
+		if err == nil {
+			err = l.adopt(first, next, recent)
+		}
+		l.handOver()
+		switch {
+		case err == nil:
+			l.logger.Warn("the history stores events again; publications are accepted", "attempts", attempt)
+			return
+		case errors.Is(err, ErrPermanent):
+			l.mu.Lock()
+			l.failed = &fault{cause: err, permanent: true}
+			l.mu.Unlock()
+			l.logger.Error("the history cannot recover; publications are refused until herald is restarted once the fault is fixed",
+				"error", err)
+			return
+		}
+		l.logger.Debug("the history still cannot store events", "attempt", attempt, "error", err)
+		wait = min(2*wait, retryMax)
+		timer.Reset(wait)
+	}
+}
+
+// takeLead waits until no commit or trim is under way and takes the lead,
+// or reports false when the log is closing.
+func (l *Log) takeLead() bool {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	for l.leading || len(l.queue) > 0 {
+		if l.closing {
+			return false
+		}
+		l.idle.Wait()
+	}
+	if l.closing {
+		return false
+	}
+	l.leading = true
+	return true
+}
+
+// adopt takes what a recovered backend holds: the events of failed commits
+// that reached its files come after the last one acknowledged, and are
+// delivered as any other. It then accepts appends again.
+func (l *Log) adopt(first, next uint64, recent []*hub.Event) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if next < l.next {
+		return fmt.Errorf("%w: after recovering, it ends at position %d, before the last event acknowledged, %d",
+			ErrPermanent, next, l.next-1)
+	}
+	for _, ev := range recent {
+		if ev.Pos >= l.next {
+			l.tail[ev.Pos%TailSize] = ev
+		}
+	}
+	if next > l.next {
+		l.logger.Warn("the history holds events whose commit had failed; they are delivered", "events", next-l.next)
+		l.next = next
+		close(l.wake)
+		l.wake = make(chan struct{})
+	}
+	l.first = first
+	l.from = max(l.from, l.first, l.next-min(l.next, TailSize))
+	l.failed = nil
+	return nil
+}
+
+// Healthy implements hub.HealthChecker.
+func (l *Log) Healthy() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	switch {
+	case l.closed:
+		return hub.ErrClosed
+	case l.failed != nil:
+		return l.failed
+	}
+	return nil
+}
+
 // trimLoop drops events beyond the retention limits once a second while
 // no one appends, a chunk per commit, giving way as soon as an append
 // arrives.
 func (l *Log) trimLoop() {
-	defer close(l.trimmed)
+	defer l.bg.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -259,24 +470,36 @@ func (l *Log) trimChunk() bool {
 	}
 	l.leading = true
 	l.qmu.Unlock()
-	more := false
+	defer l.handOver()
 	l.mu.RLock()
 	first, next, failed := l.first, l.next, l.failed
 	l.mu.RUnlock()
-	if failed == nil && first != next && l.b.Beyond(first, next, time.Now()) {
-		newFirst, err := l.b.Trim(first, next, time.Now(), trimChunk)
-		if err != nil {
-			l.logger.Error("dropping expired events from the history failed", "error", err)
-		} else {
-			l.mu.Lock()
-			l.first = newFirst
-			l.from = max(l.from, l.first)
-			l.mu.Unlock()
-			more = newFirst != first
-		}
+	if failed != nil || first == next {
+		return false
 	}
-	l.handOver()
-	return more
+	newFirst := first
+	err := guard(func() (err error) {
+		if l.b.Beyond(first, next, time.Now()) {
+			newFirst, err = l.b.Trim(first, next, time.Now(), trimChunk)
+		}
+		return err
+	})
+	var p *panicError
+	switch {
+	case errors.As(err, &p):
+		// The store's state is unknown (Pebble panics on a failed
+		// commit, this one's included): as for an append's commit.
+		l.fail(err)
+		return false
+	case err != nil:
+		l.logger.Error("dropping expired events from the history failed", "error", err)
+		return false
+	}
+	l.mu.Lock()
+	l.first = newFirst
+	l.from = max(l.from, l.first)
+	l.mu.Unlock()
+	return newFirst != first
 }
 
 // Read implements hub.Log.
@@ -305,7 +528,12 @@ func (l *Log) Read(ctx context.Context, from uint64, limit int) ([]*hub.Event, e
 		return out, nil
 	}
 	l.mu.RUnlock()
-	return l.b.Read(from, n)
+	var evs []*hub.Event
+	err := guard(func() (err error) {
+		evs, err = l.b.Read(from, n)
+		return err
+	})
+	return evs, err
 }
 
 // Lookup implements hub.Log.
@@ -319,14 +547,24 @@ func (l *Log) Lookup(ctx context.Context, id string) (uint64, bool, error) {
 	if closed {
 		return 0, false, hub.ErrClosed
 	}
-	p, ok, err := l.b.Lookup(id)
+	var p uint64
+	var ok bool
+	err := guard(func() (err error) {
+		p, ok, err = l.b.Lookup(id)
+		return err
+	})
 	if err != nil || !ok {
 		return 0, false, err
 	}
 	l.mu.RLock()
-	retained := p >= l.first
+	first, next := l.first, l.next
 	l.mu.RUnlock()
-	return p, retained, nil
+	if p >= next {
+		// The event of a failed commit, which the backend still shows
+		// until it recovers: not in the history (yet).
+		return 0, false, nil
+	}
+	return p, p >= first, nil
 }
 
 // Bounds implements hub.Log.
@@ -362,24 +600,35 @@ func (l *Log) Wait(ctx context.Context, after uint64) error {
 	}
 }
 
-// Close waits for the commit under way, refuses the appends that come
-// after, and closes the backend. It is idempotent.
+// Close waits for the commit, or the attempt to recover, under way,
+// refuses the appends that come after, and closes the backend. It is
+// idempotent.
 func (l *Log) Close() error {
 	var err error
 	l.once.Do(func() {
-		close(l.quit)
-		<-l.trimmed
+		// Once closing, no lead starts but those under way, and only
+		// a lead starts a recovery (fail): after them, l.bg is
+		// complete.
 		l.qmu.Lock()
 		l.closing = true
 		for l.leading || len(l.queue) > 0 {
 			l.idle.Wait()
 		}
 		l.qmu.Unlock()
+		close(l.quit)
+		l.bg.Wait()
 		l.mu.Lock()
 		l.closed = true
 		close(l.wake)
+		failed := l.failed
 		l.mu.Unlock()
 		err = l.b.Close()
+		if err != nil && failed != nil {
+			// The fault again, most likely (Pebble reports its
+			// failed log): it was logged, and the close went fine.
+			l.logger.Warn("closing the history after a fault", "error", err)
+			err = nil
+		}
 	})
 	return err
 }
