@@ -20,32 +20,32 @@ func (h *Hub) publish(w http.ResponseWriter, r *http.Request) {
 	c, src, err := h.authenticate(r, h.cfg.PublisherKey)
 	switch {
 	case err != nil:
-		writeError(w, err)
+		h.refuse(w, r, err)
 		return
 	case src == noToken:
-		writeError(w, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "publishing needs a token"})
+		h.refuse(w, r, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "publishing needs a token"})
 		return
 	case src == fromCookie:
 		if err := h.checkOrigin(r); err != nil {
-			writeError(w, err)
+			h.refuse(w, r, err)
 			return
 		}
 	}
 	u, err := h.readUpdate(w, r)
 	if err != nil {
-		writeError(w, err)
+		h.refuse(w, r, err)
 		return
 	}
 	for _, t := range u.Topics {
 		if !h.canPublish(c, t) {
-			writeError(w, &Error{Status: http.StatusForbidden, Code: codeForbidden,
+			h.refuse(w, r, &Error{Status: http.StatusForbidden, Code: codeForbidden,
 				Message: fmt.Sprintf("the token's mercure.publish claim does not cover topic %q", t)})
 			return
 		}
 	}
 	id, err := h.Publish(r.Context(), u)
 	if err != nil {
-		writeError(w, err)
+		h.refuse(w, r, err)
 		return
 	}
 	hdr := w.Header()

@@ -81,6 +81,8 @@ type Log struct {
 	closed bool
 	failed error // a failed commit: appends are refused from then on
 	once   sync.Once
+
+	stats commitCounts
 }
 
 var _ hub.Log = (*Log)(nil)
@@ -196,6 +198,7 @@ func (l *Log) commit(batch []*appendReq) {
 		added += len(r.evs)
 	}
 	results, newFirst, err := l.b.Commit(evs, first, next, time.Now(), 2*added+256)
+	l.stats.committed(added, err)
 	if err != nil {
 		l.logger.Error("the history's commit failed; it refuses appends until restarted", "error", err)
 		l.mu.Lock()
