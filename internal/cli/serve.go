@@ -95,12 +95,15 @@ func runServe(e *env, args []string) (err error) {
 		scheme = "https"
 	}
 	base := scheme + "://" + displayAddr(ln.Addr())
-	logger.Info(fmt.Sprintf("herald %s: the hub is at %s%s", Version(), base, hub.Path), "history", where)
+	// The start-up lines show whatever the level: they say where the hub
+	// is, and how to use the development setup.
+	startup := logging.New(e.stderr, cfg.LogFormat, "info")
+	startup.Info(fmt.Sprintf("herald %s: the hub is at %s%s", Version(), base, hub.Path), "history", where)
 	if dev != nil {
-		logDevSetup(logger, cfg.LogFormat, e.stderr, base, dev)
+		logDevSetup(startup, cfg.LogFormat, e.stderr, base, dev)
 	}
 	if cfg.MetricsAddr != "" && cfg.MetricsAddr != config.MetricsOnMain {
-		stop, err := serveMetrics(cfg.MetricsAddr, h, logger)
+		stop, err := serveMetrics(cfg.MetricsAddr, h, logger, startup)
 		if err != nil {
 			_ = ln.Close()
 			_ = h.Close()
@@ -186,8 +189,8 @@ func servePprof(addr string, logger *slog.Logger) error {
 }
 
 // serveMetrics serves the hub's metrics at /metrics on a listener of
-// their own, until stop is called.
-func serveMetrics(addr string, h *hub.Hub, logger *slog.Logger) (stop func(), err error) {
+// their own, until stop is called, and says where on startup.
+func serveMetrics(addr string, h *hub.Hub, logger, startup *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics-addr: %w", err)
@@ -199,7 +202,7 @@ func serveMetrics(addr string, h *hub.Hub, logger *slog.Logger) (stop func(), er
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("serving metrics", "url", "http://"+displayAddr(ln.Addr())+"/metrics")
+	startup.Info("serving metrics", "url", "http://"+displayAddr(ln.Addr())+"/metrics")
 	go func() { _ = srv.Serve(ln) }()
 	return func() { _ = srv.Close() }, nil
 }
