@@ -3,6 +3,7 @@ package hub
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -107,14 +108,18 @@ func (s *plainServer) accept() error {
 			}
 			// Out of descriptors, or of memory, or a connection that
 			// failed on the way: none of it is the hub's end.
+			s.h.stats.acceptErrors.Add(1)
 			s.failures.failed(err)
 			delay = min(max(2*delay, minAcceptDelay), maxAcceptDelay)
 			s.pause(delay)
 			continue
 		}
 		delay = 0
+		s.h.stats.accepted.Add(1)
 		s.failures.accepted()
 		if s.full() {
+			s.failures.rejected(c.RemoteAddr(), s.limit)
+			s.h.stats.refused[refusedOther][codeIndex(codeTooManyConns)].Add(1)
 			s.reject(c)
 			continue
 		}
@@ -186,6 +191,7 @@ func (s *plainServer) take(c net.Conn) bool {
 		return true
 	}
 	s.open.Add(1)
+	s.h.stats.conns.Add(1)
 	sc := &servedConn{Conn: c, s: s}
 	if _, ok := c.(*net.TCPConn); !ok || s.rejectTLS != nil {
 		s.handOver(sc)
@@ -311,11 +317,30 @@ func (s *plainServer) refusalAnswer(head bool) []byte {
 
 // acceptLog logs the failures of Accept at most once per
 // acceptLogInterval, each line with the number of failures since the line
-// before. Only the accept loop uses it.
+// before, and the connections refused past the limit likewise. Only the
+// accept loop uses it.
 type acceptLog struct {
 	logger   *slog.Logger
-	last     time.Time // when the last line was written
+	last     time.Time // when the last line about failures was written
 	failures int       // failures since then
+
+	lastRefusal time.Time // when the last line about refusals was written
+	refusals    int       // refusals not yet logged
+}
+
+// rejected logs a connection refused past the limit of limit connections,
+// with those refused since the last line, once acceptLogInterval has
+// passed since it: a flood of connections must not flood the log too.
+func (l *acceptLog) rejected(remote net.Addr, limit int) {
+	l.refusals++
+	now := time.Now()
+	if now.Sub(l.lastRefusal) < acceptLogInterval || !l.logger.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	l.logger.Info("hub: connection refused: the hub holds its maximum of connections",
+		"status", http.StatusServiceUnavailable, "error", codeTooManyConns, "remote", remote.String(),
+		"refused", l.refusals, "max_connections", limit)
+	l.lastRefusal, l.refusals = now, 0
 }
 
 func (l *acceptLog) failed(err error) {

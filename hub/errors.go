@@ -80,9 +80,9 @@ type errorBody struct {
 	Message string `json:"message"`
 }
 
-// writeError answers with err: its status and code when it is an *Error,
+// asError returns the answer to err: err itself when it is an *Error,
 // 503 when the hub is closed, 500 otherwise.
-func writeError(w http.ResponseWriter, err error) {
+func asError(err error) *Error {
 	var e *Error
 	switch {
 	case errors.As(err, &e):
@@ -96,6 +96,12 @@ func writeError(w http.ResponseWriter, err error) {
 	default:
 		e = &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "internal error"}
 	}
+	return e
+}
+
+// writeError answers with err, as asError makes it.
+func writeError(w http.ResponseWriter, err error) {
+	e := asError(err)
 	h := w.Header()
 	if e.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="herald", error="invalid_token"`)

@@ -35,25 +35,25 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.MethodPost:
 			h.publish(w, r)
 		default:
-			methodNotAllowed(w, "GET, HEAD, POST, OPTIONS")
+			h.methodNotAllowed(w, r, "GET, HEAD, POST, OPTIONS")
 		}
 	case h.cfg.Subscriptions && (path == subscriptionsPath || strings.HasPrefix(path, subscriptionsPath+"/")):
 		if h.cors(w, r) {
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			methodNotAllowed(w, "GET, HEAD, OPTIONS")
+			h.methodNotAllowed(w, r, "GET, HEAD, OPTIONS")
 			return
 		}
 		h.subscriptions(w, r)
 	default:
-		writeError(w, &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such resource"})
+		h.refuse(w, r, &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such resource"})
 	}
 }
 
-func methodNotAllowed(w http.ResponseWriter, allow string) {
+func (h *Hub) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
 	w.Header().Set("Allow", allow)
-	writeError(w, &Error{Status: http.StatusMethodNotAllowed, Code: codeMethod, Message: "method not allowed; allowed: " + allow})
+	h.refuse(w, r, &Error{Status: http.StatusMethodNotAllowed, Code: codeMethod, Message: "method not allowed; allowed: " + allow})
 }
 
 // cors sets the CORS headers of a request from an allowed origin, and

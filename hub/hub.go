@@ -246,6 +246,7 @@ type Hub struct {
 	once     sync.Once
 	notes    notices // subscription events waiting to be published
 	drops    slowDrops
+	stats    counters
 }
 
 // New returns a running Hub. Call Shutdown or Close to stop it.
@@ -259,6 +260,7 @@ func New(cfg Config) (*Hub, error) {
 		workers: runtime.GOMAXPROCS(0),
 		closed:  make(chan struct{}),
 	}
+	h.stats = newCounters(h.workers)
 	if h.log == nil {
 		h.log, h.ownLog = NewMemoryLog(MemoryLogConfig{}), true
 	}
@@ -344,8 +346,17 @@ func newEvent(u Update) *Event {
 // append appends an update that passed validation.
 func (h *Hub) append(ctx context.Context, u Update) (string, error) {
 	ev := newEvent(u)
-	if err := h.log.Append(ctx, ev); err != nil {
+	start := time.Now()
+	err := h.log.Append(ctx, ev)
+	h.stats.appendLatency.Observe(uint64(time.Since(start)))
+	if err != nil {
+		h.storeFailed(ctx, opAppend, err)
 		return "", err
+	}
+	h.stats.published.Add(1)
+	if h.logger.Enabled(ctx, levelDebug) {
+		h.logger.LogAttrs(ctx, levelDebug, "hub: published", slog.String("id", ev.ID), slog.Any("topics", u.Topics),
+			slog.Bool("private", u.Private), slog.Uint64("pos", ev.Pos))
 	}
 	if u.End {
 		// Once the publisher has its answer, a subscription to the
@@ -553,6 +564,7 @@ func (h *Hub) dispatchLoop(next uint64) {
 		}
 		if err != nil {
 			if h.ctx.Err() == nil {
+				h.storeFailed(h.ctx, opRead, err)
 				err = fmt.Errorf("hub: the log failed; no event is delivered from position %d on: %w", next, err)
 				h.broken.Store(&err)
 				h.logger.Error(err.Error())

@@ -28,12 +28,12 @@ func (h *Hub) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	u, e := h.checkPublication(&p)
 	if e != nil {
-		writeError(w, e)
+		h.refuse(w, r, e)
 		return
 	}
 	id, err := h.append(r.Context(), u)
 	if err != nil {
-		writeError(w, err)
+		h.refuse(w, r, err)
 		return
 	}
 	hdr := w.Header()

@@ -244,6 +244,7 @@ func (pc *plainConn) serve() {
 		}
 		buf, _ := br.Peek(br.Buffered())
 		req, st := parsePlain(buf)
+		req.remote = pc.c.RemoteAddr()
 		if st == plainPartial && len(buf) < plainBufSize {
 			if !pc.wait(reading) {
 				return
@@ -354,6 +355,7 @@ func (c *servedConn) Close() error {
 	err := c.Conn.Close()
 	if !c.closed.Swap(true) {
 		c.s.open.Add(-1)
+		c.s.h.stats.conns.Add(-1)
 		c.s.freeOne()
 	}
 	return err
@@ -424,7 +426,8 @@ type plainRequest struct {
 	token       string // the Bearer token
 	contentType string // the Content-Type header's media type
 	body        []byte
-	size        int // the request's length, request line to the end of the body
+	size        int      // the request's length, request line to the end of the body
+	remote      net.Addr // the client's address, for the log; nil: unknown
 }
 
 // What parsePlain found.
@@ -592,8 +595,13 @@ func (h *Hub) publishPlain(req plainRequest, out *[]byte) bool {
 	id, err := h.append(h.ctx, u)
 	if err != nil {
 		// The log refused the event: answer as the handler does.
+		e, remote := asError(err), ""
+		if req.remote != nil {
+			remote = req.remote.String()
+		}
+		h.refused(h.ctx, refusedPublish, e, remote, http.MethodPost, Path)
 		rec := &answer{header: http.Header{}}
-		writeError(rec, err)
+		writeError(rec, e)
 		*out = rec.appendTo((*out)[:0])
 		return true
 	}

@@ -3,7 +3,9 @@ package hub
 import (
 	"bytes"
 	"log/slog"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -51,5 +53,34 @@ func TestSlowDropsLogAtMostOnceASecond(t *testing.T) {
 		if d.total.Load() != 1875 {
 			t.Fatalf("total %d", d.total.Load())
 		}
+	})
+}
+
+// BenchmarkWriteCounters measures what counting a write costs when every
+// CPU writes to subscribers at once: into one shared counter ("shared"),
+// as a single atomic would, against the shards the hub uses ("sharded",
+// each goroutine standing for subscribers on shards of their own draw).
+// The gap is the cache line going from core to core; it grows with the
+// cores.
+func BenchmarkWriteCounters(b *testing.B) {
+	b.Run("shared", func(b *testing.B) {
+		var c writeShard
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				c.bytes.Add(100)
+				c.events.Add(1)
+			}
+		})
+	})
+	b.Run("sharded", func(b *testing.B) {
+		c := newCounters(runtime.GOMAXPROCS(0))
+		var next atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			s := &c.writes[int(next.Add(1))%len(c.writes)]
+			for pb.Next() {
+				s.bytes.Add(100)
+				s.events.Add(1)
+			}
+		})
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -24,7 +25,7 @@ var lastEventIDParams = []string{"lastEventID", "last_event_id", "Last-Event-ID"
 // the updates whose topics match the topic selectors of the query.
 func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	if !h.live.add() {
-		writeError(w, ErrClosed)
+		h.refuse(w, r, ErrClosed)
 		return
 	}
 	registered := false
@@ -37,27 +38,27 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	}()
 	c, _, err := h.authenticate(r, h.cfg.SubscriberKey)
 	if err != nil {
-		writeError(w, err)
+		h.refuse(w, r, err)
 		return
 	}
 	if c == nil && !h.cfg.Anonymous {
-		writeError(w, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "subscribing needs a token"})
+		h.refuse(w, r, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "subscribing needs a token"})
 		return
 	}
 	q := r.URL.Query()
 	topics, err := h.selectors(q)
 	if err != nil {
-		writeError(w, err)
+		h.refuse(w, r, err)
 		return
 	}
 
 	start, resumeID, resumed, err := h.resume(r.Context(), r, q)
 	if err != nil {
-		writeError(w, err)
+		h.refuse(w, r, err)
 		return
 	}
 	if adm, err = h.index.admit(topics); err != nil {
-		writeError(w, err)
+		h.refuse(w, r, err)
 		return
 	}
 	endAt := h.ended.endOf(adm.sels)
@@ -78,8 +79,11 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		mode:   catchingUp,
 		next:   start,
 		endAt:  endAt,
+		remote: r.RemoteAddr,
+		counts: h.stats.writeShard(),
 	}
 	now := time.Now()
+	s.opened = now
 	if lt := h.cfg.MaxLifetime; lt > 0 {
 		// 80 to 100 % of the lifetime, so that reconnections spread out.
 		s.deadline, s.dlReason = now.Add(lt-time.Duration(rand.Int64N(int64(lt/5)+1))), lifetime
@@ -115,6 +119,14 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	registered = true
+	s.transport = onHTTP1
+	if exec == onHandler {
+		s.transport = onOther
+		if r.ProtoMajor == 2 {
+			s.transport = onHTTP2
+		}
+	}
+	h.stats.opened[s.transport].Add(1)
 	s.mu.Lock()
 	s.sink, s.exec = snk, exec // Shutdown may look at the sink already
 	s.mu.Unlock()
@@ -135,7 +147,8 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		s.stop(shutdown) // Shutdown may have looked before the join
 	}
 	if h.logger.Enabled(r.Context(), levelDebug) {
-		h.logger.Debug("hub: subscriber joined", "subscriber", s.id, "topics", topics, "remote", r.RemoteAddr)
+		h.logger.LogAttrs(r.Context(), levelDebug, "hub: subscriber joined", slog.String("subscriber", s.id),
+			slog.Any("topics", topics), slog.String("remote", r.RemoteAddr), slog.String("transport", s.transport.String()))
 	}
 	h.announce(s)
 	if err := snk.start(); err != nil {
@@ -176,6 +189,7 @@ func (h *Hub) selectors(q url.Values) ([]string, error) {
 func (h *Hub) resume(ctx context.Context, r *http.Request, q url.Values) (start uint64, resumeID string, resumed bool, err error) {
 	first, next, err := h.log.Bounds(ctx)
 	if err != nil {
+		h.storeFailed(ctx, opBounds, err)
 		return 0, "", false, err
 	}
 	id, ok := r.Header.Get("Last-Event-ID"), true
@@ -194,6 +208,7 @@ func (h *Hub) resume(ctx context.Context, r *http.Request, q url.Values) (start 
 	if id != EarliestID {
 		pos, found, err := h.log.Lookup(ctx, id)
 		if err != nil {
+			h.storeFailed(ctx, opLookup, err)
 			return 0, "", false, err
 		}
 		if found {
@@ -231,7 +246,7 @@ func (h *Hub) openStream(w http.ResponseWriter, r *http.Request) (sink, executor
 	}
 	if !canFlush(w) {
 		err := fmt.Errorf("hub: the response writer cannot flush: %w", http.ErrNotSupported)
-		writeError(w, err)
+		h.refuse(w, r, err)
 		return nil, 0, err
 	}
 	return newHandlerSink(w, h.cfg.DispatchTimeout), onHandler, nil

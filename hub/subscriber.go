@@ -2,6 +2,7 @@ package hub
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -70,6 +71,7 @@ const (
 	ended                // every topic of the subscription ended
 	lost                 // the log dropped events the subscriber had not read
 	shutdown             // the hub is shutting down
+	numReasons
 )
 
 func (r closeReason) String() string {
@@ -110,6 +112,15 @@ type subscriber struct {
 
 	lastWrite  atomic.Int64 // time of the last write, in Unix nanoseconds
 	lastEvents atomic.Int64 // time of the last write of events, in Unix nanoseconds (see rounds)
+
+	// For the stats and the log; set before the runner starts.
+	remote    string      // the client's address
+	opened    time.Time   // when the subscription came in
+	transport transport   // how its stream is written
+	counts    *writeShard // the hub's counts of writes it adds to
+	// Only its runner touches these.
+	sent      uint64 // events written
+	sentBytes uint64 // bytes written
 
 	mu      sync.Mutex
 	busy    bool // a runner holds or will hold the subscriber
@@ -248,6 +259,7 @@ func (h *Hub) schedule(s *subscriber) {
 // batch is one write's worth of work.
 type batch struct {
 	bufs      [][]byte
+	size      int      // the bytes of bufs
 	upto      uint64   // the cursor after the write
 	events    []*Event // the queue buffer the write came from, to reuse
 	heartbeat bool     // the write is a heartbeat alone
@@ -317,7 +329,7 @@ func (s *subscriber) collect(bufs [][]byte) (b batch, reason closeReason, idle b
 	if len(evs) == 0 { // a heartbeat alone
 		s.beat = false
 		s.mu.Unlock()
-		return batch{bufs: append(bufs, heartbeat), upto: next, heartbeat: true}, open, false
+		return batch{bufs: append(bufs, heartbeat), size: len(heartbeat), upto: next, heartbeat: true}, open, false
 	}
 	s.queue, s.spare = s.spare[:0], nil
 	s.beat = false // events keep the connection alive as well
@@ -338,6 +350,7 @@ func (s *subscriber) collect(bufs [][]byte) (b batch, reason closeReason, idle b
 		size += len(w)
 		b.upto = ev.Pos + 1
 	}
+	b.size = size
 	return b, open, false
 }
 
@@ -360,9 +373,11 @@ const catchUpBatch = 256
 // so that the runner reads again.
 func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeReason, bool) {
 	h := s.h
+	h.stats.replayReads.Add(1)
 	evs, err := h.log.Read(h.ctx, from, catchUpBatch)
 	if err != nil {
 		if h.ctx.Err() == nil {
+			h.storeFailed(h.ctx, opRead, err)
 			h.logger.Error("hub: reading the log for a subscriber failed", "subscriber", s.id, "error", err)
 		}
 		return batch{}, gone, false
@@ -372,6 +387,9 @@ func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeRea
 	}
 	if len(evs) == 0 {
 		first, _, err := h.log.Bounds(h.ctx)
+		if err != nil {
+			h.storeFailed(h.ctx, opBounds, err)
+		}
 		if err != nil || from < first {
 			return batch{}, lost, false
 		}
@@ -397,6 +415,7 @@ func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeRea
 			size += len(w)
 		}
 	}
+	b.size = size
 	return b, open, false
 }
 
@@ -409,8 +428,12 @@ func (s *subscriber) written(b batch, err error) (idle bool) {
 	if err == nil && len(b.bufs) > 0 {
 		now := time.Now().UnixNano()
 		s.lastWrite.Store(now)
+		s.sentBytes += uint64(b.size)
+		s.counts.bytes.Add(uint64(b.size))
 		if !b.heartbeat {
 			s.lastEvents.Store(now)
+			s.sent += uint64(len(b.bufs))
+			s.counts.events.Add(uint64(len(b.bufs)))
 		}
 	}
 	s.mu.Lock()
@@ -466,8 +489,12 @@ func (s *subscriber) finish(reason closeReason) {
 	s.mu.Lock()
 	s.queue, s.spare = nil, nil
 	s.mu.Unlock()
+	h.stats.closed[reason].Add(1)
+	h.stats.closedOn[s.transport].Add(1)
 	if h.logger.Enabled(h.ctx, levelDebug) {
-		h.logger.Debug("hub: subscriber left", "subscriber", s.id, "reason", reason.String())
+		h.logger.LogAttrs(h.ctx, levelDebug, "hub: subscriber left", slog.String("subscriber", s.id),
+			slog.String("remote", s.remote), slog.String("reason", reason.String()),
+			slog.Duration("duration", time.Since(s.opened)), slog.Uint64("events", s.sent), slog.Uint64("bytes", s.sentBytes))
 	}
 	if reason == stalled || reason == lost {
 		h.drops.add(reason)

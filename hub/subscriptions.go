@@ -141,6 +141,7 @@ func (h *Hub) noticeLoop() {
 			evs[i] = newEvent(u)
 		}
 		if err := h.log.Append(h.ctx, evs...); err != nil && h.ctx.Err() == nil {
+			h.storeFailed(h.ctx, opAppend, err)
 			h.logger.Warn("hub: publishing subscription events failed", "events", len(evs), "error", err)
 		}
 	}
@@ -157,16 +158,16 @@ func (h *Hub) noticeLoop() {
 func (h *Hub) subscriptions(w http.ResponseWriter, r *http.Request) {
 	c, _, err := h.authenticate(r, h.cfg.SubscriberKey)
 	if err != nil {
-		writeError(w, err)
+		h.refuse(w, r, err)
 		return
 	}
 	if c == nil {
-		writeError(w, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "the subscriptions API needs a token"})
+		h.refuse(w, r, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "the subscriptions API needs a token"})
 		return
 	}
 	path := r.URL.EscapedPath()
 	if !h.match.matchAny(c.Subscribe, []string{path}) {
-		writeError(w, &Error{Status: http.StatusForbidden, Code: codeForbidden, Message: "the token's mercure.subscribe claim does not cover " + path})
+		h.refuse(w, r, &Error{Status: http.StatusForbidden, Code: codeForbidden, Message: "the token's mercure.subscribe claim does not cover " + path})
 		return
 	}
 	var filter []string
@@ -174,14 +175,14 @@ func (h *Hub) subscriptions(w http.ResponseWriter, r *http.Request) {
 		for _, seg := range strings.Split(strings.TrimPrefix(rest, "/"), "/") {
 			v, err := url.QueryUnescape(seg)
 			if err != nil || v == "" {
-				writeError(w, &Error{Status: http.StatusBadRequest, Code: codeInvalidTopic, Message: "malformed subscriptions path"})
+				h.refuse(w, r, &Error{Status: http.StatusBadRequest, Code: codeInvalidTopic, Message: "malformed subscriptions path"})
 				return
 			}
 			filter = append(filter, v)
 		}
 	}
 	if len(filter) > 2 {
-		writeError(w, &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such resource"})
+		h.refuse(w, r, &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such resource"})
 		return
 	}
 
@@ -212,7 +213,7 @@ func (h *Hub) subscriptions(w http.ResponseWriter, r *http.Request) {
 	enc.SetIndent("", "  ")
 	if len(filter) == 2 {
 		if len(subs) == 0 {
-			writeError(w, &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such subscription"})
+			h.refuse(w, r, &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such subscription"})
 			return
 		}
 		sub := subs[0]

@@ -45,6 +45,12 @@ func runCheckConfig(e *env, args []string) error {
 			c.problemf("pprof-addr: %s is also addr; give the profiling endpoints an address of their own", cfg.Addr)
 		}
 	}
+	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err == nil { // Load reported any other value
+		c.addr("metrics-addr", cfg.MetricsAddr)
+		if cfg.MetricsAddr == cfg.Addr {
+			c.problemf("metrics-addr: %s is also addr; write %q to serve /metrics on the hub's listener", cfg.Addr, config.MetricsOnMain)
+		}
+	}
 	c.dataDir(cfg)
 	if n, ok := fdlimit.Current(); ok {
 		c.descriptors(cfg, n)

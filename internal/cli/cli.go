@@ -80,6 +80,13 @@ type usageError struct{ err error }
 func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
 
+// reported is an error the command has already reported, through its
+// logger: Run exits with the code it calls for without printing it again.
+type reported struct{ err error }
+
+func (r reported) Error() string { return r.err.Error() }
+func (r reported) Unwrap() error { return r.err }
+
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
@@ -115,11 +122,16 @@ func Run(ctx context.Context, args []string, environ Env) int {
 	}
 	err := commands()[i].run(e, rest)
 	var ue usageError
+	var rep reported
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.Is(err, flag.ErrHelp):
 		return ExitOK
+	case errors.As(err, &rep) && errors.As(err, &ue):
+		return ExitUsage
+	case errors.As(err, &rep):
+		return ExitFailure
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "herald %s: %v\nRun 'herald help %s' for usage.\n", name, err, name)
 		return ExitUsage

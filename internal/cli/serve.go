@@ -21,11 +21,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/internal/config"
+	"github.com/herald-sse/herald/internal/logging"
+	"github.com/herald-sse/herald/internal/metrics"
 	"github.com/herald-sse/herald/store/boltstore"
 	"github.com/herald-sse/herald/store/pebblestore"
 )
 
-func runServe(e *env, args []string) error {
+func runServe(e *env, args []string) (err error) {
 	fs := newFlags(e, "serve", "[flags]")
 	load := config.Flags(fs)
 	if err := parse(fs, args); err != nil {
@@ -39,6 +41,16 @@ func runServe(e *env, args []string) error {
 		return usageError{err}
 	}
 	logger := newLogger(cfg, e.stderr)
+	if cfg.LogFormat == "json" {
+		// Every line of stderr is JSON: the error that ends the command
+		// too.
+		defer func() {
+			if err != nil {
+				logger.Error("herald serve: " + err.Error())
+				err = reported{err}
+			}
+		}()
+	}
 
 	hc, dev, err := hubConfig(cfg, logger)
 	if err != nil {
@@ -92,16 +104,29 @@ func runServe(e *env, args []string) error {
 	early.stop()
 
 	var stopping atomic.Bool
-	srv := newServer(routes(h, &stopping))
+	srv := newServer(routes(h, &stopping, cfg.MetricsAddr == config.MetricsOnMain))
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
 	}
 	base := scheme + "://" + displayAddr(ln.Addr())
-	fmt.Fprintf(e.stderr, "herald %s: the hub is at %s%s; history: %s\n", Version(), base, hub.Path, where)
+	// The start-up lines show whatever the level: they say where the hub
+	// is, and how to use the development setup.
+	startup := logging.New(e.stderr, cfg.LogFormat, "info")
+	startup.Info(fmt.Sprintf("herald %s: the hub is at %s%s", Version(), base, hub.Path), "history", where)
 	if dev != nil {
-		printDevSetup(e.stderr, base, dev)
+		logDevSetup(startup, cfg.LogFormat, e.stderr, base, dev)
 	}
+	if cfg.MetricsAddr != "" && cfg.MetricsAddr != config.MetricsOnMain {
+		stop, err := serveMetrics(cfg.MetricsAddr, h, logger, startup)
+		if err != nil {
+			_ = ln.Close()
+			_ = h.Close()
+			return err
+		}
+		defer stop()
+	}
+
 	if e.Listening != nil {
 		e.Listening(ln.Addr().String())
 	}
@@ -156,12 +181,15 @@ func closeHistory(ctx context.Context, history hub.Log) error {
 	}
 }
 
-// routes serves the hub and the health endpoints. /readyz says whether the
-// hub can take publications: not once stopping is set, nor while the
-// history refuses events.
-func routes(h *hub.Hub, stopping *atomic.Bool) http.Handler {
+// routes serves the hub, the health endpoints and, if asked, the metrics.
+// /readyz says whether the hub can take publications: not once stopping is
+// set, nor while the history refuses events.
+func routes(h *hub.Hub, stopping *atomic.Bool, withMetrics bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
+	if withMetrics {
+		mux.Handle("GET /metrics", metrics.Handler(h))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
@@ -289,6 +317,25 @@ func servePprof(addr string, logger *slog.Logger) error {
 	return nil
 }
 
+// serveMetrics serves the hub's metrics at /metrics on a listener of
+// their own, until stop is called, and says where on startup.
+func serveMetrics(addr string, h *hub.Hub, logger, startup *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(h))
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	startup.Info("serving metrics", "url", "http://"+displayAddr(ln.Addr())+"/metrics")
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
+}
+
 // devSetup is the configuration the daemon makes up when it is given no
 // key: a random key for both publishers and subscribers, and a token.
 type devSetup struct {
@@ -390,13 +437,7 @@ func orNone(d time.Duration) time.Duration {
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return logging.New(w, cfg.LogFormat, cfg.LogLevel)
 }
 
 // displayAddr turns a listening address into one a person can paste.
@@ -409,6 +450,27 @@ func displayAddr(a net.Addr) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// logDevSetup tells how to use the development setup: as text a person
+// reads (and copies commands from), beside the log, in text format; as
+// one record with the same fields in json format.
+func logDevSetup(logger *slog.Logger, format string, w io.Writer, base string, dev *devSetup) {
+	hubURL := base + hub.Path
+	if format == "json" {
+		logger.Info("development setup: no key is configured, so herald made one up for this run; set HERALD_PUBLISHER_JWT_KEY (or MERCURE_PUBLISHER_JWT_KEY) to choose your own",
+			"key", dev.key, "alg", "HS256", "anonymous", true, "token", dev.token,
+			"subscribe", []string{
+				fmt.Sprintf("herald subscribe -hub %s -topic demo", base),
+				fmt.Sprintf("curl -N '%s?topic=demo'", hubURL),
+			},
+			"publish", []string{
+				fmt.Sprintf("herald publish -hub %s -key %s -topic demo -data hello", base, dev.key),
+				fmt.Sprintf("curl -d topic=demo -d data=hello -H 'Authorization: Bearer %s' %s", dev.token, hubURL),
+			})
+		return
+	}
+	printDevSetup(w, base, dev)
 }
 
 func printDevSetup(w io.Writer, base string, dev *devSetup) {

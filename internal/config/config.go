@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,7 +63,14 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 	PprofAddr string
+	// MetricsAddr is where /metrics is served: an address of its own,
+	// MetricsOnMain for the hub's listener, or empty for nowhere.
+	MetricsAddr string
 }
+
+// MetricsOnMain is the value of MetricsAddr that serves /metrics on the
+// hub's own listener, beside the hub.
+const MetricsOnMain = "main"
 
 // Stores lists the values of the store option.
 var Stores = []string{"pebble", "bolt", "memory"}
@@ -110,6 +118,7 @@ func (c *Config) options() []option {
 		{"log-level", env("LOG_LEVEL"), "the log `level`: debug, info, warn or error", (*strValue)(&c.LogLevel)},
 		{"log-format", env("LOG_FORMAT"), "the log `format`: text or json", (*strValue)(&c.LogFormat)},
 		{"pprof-addr", env("PPROF_ADDR"), "serve Go's profiling endpoints (/debug/pprof/) on this `address`, e.g. 127.0.0.1:6060; keep it private", (*strValue)(&c.PprofAddr)},
+		{"metrics-addr", env("METRICS_ADDR"), "serve Prometheus metrics (/metrics) on this `address`, e.g. 127.0.0.1:9090, or on the hub's own listener with \"main\"; none by default", (*strValue)(&c.MetricsAddr)},
 	}
 }
 
@@ -268,6 +277,11 @@ func (c *Config) Validate() error {
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	if c.MetricsAddr != "" && c.MetricsAddr != MetricsOnMain {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("metrics-addr: %q is neither host:port nor %q", c.MetricsAddr, MetricsOnMain))
+		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log-format: %q is not text or json", c.LogFormat))

@@ -127,6 +127,8 @@ type Log struct {
 	closed bool
 	failed *fault // why appends are refused, if they are
 	once   sync.Once
+
+	stats commitCounts
 }
 
 var (
@@ -259,6 +261,7 @@ func (l *Log) commit(batch []*appendReq) {
 		results, newFirst, err = l.b.Commit(evs, first, next, time.Now(), 2*added+256)
 		return err
 	})
+	l.stats.committed(added, err)
 	if err != nil {
 		f := l.fail(err)
 		for _, r := range batch {
