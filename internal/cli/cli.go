@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -75,6 +76,12 @@ type usageError struct{ err error }
 func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
 
+// configError is a configuration serve cannot run with: Run prints each
+// problem and exits with ExitUsage.
+type configError struct{ problems []string }
+
+func (c configError) Error() string { return strings.Join(c.problems, "; ") }
+
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
@@ -110,11 +117,18 @@ func Run(ctx context.Context, args []string, environ Env) int {
 	}
 	err := commands()[i].run(e, rest)
 	var ue usageError
+	var ce configError
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.Is(err, flag.ErrHelp):
 		return ExitOK
+	case errors.As(err, &ce):
+		for _, p := range ce.problems {
+			fmt.Fprintf(stderr, "herald %s: %s\n", name, p)
+		}
+		fmt.Fprintf(stderr, "herald check-config, with the same flags and environment, shows every setting and where it came from.\n")
+		return ExitUsage
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "herald %s: %v\nRun 'herald help %s' for usage.\n", name, err, name)
 		return ExitUsage
@@ -147,11 +161,18 @@ func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args into fs, turning a bad flag into a usage error (the
-// flag package has printed it already).
+// parse parses args into fs, turning a bad flag into a usage error, which
+// Run prints with a pointer to the command's help rather than the whole
+// of it; -h prints the help.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	out := fs.Output()
+	var printed bytes.Buffer // the flag package's message and usage
+	fs.SetOutput(&printed)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			_, _ = printed.WriteTo(out)
 			return err
 		}
 		return usageError{err}

@@ -25,19 +25,18 @@ import (
 )
 
 func runServe(e *env, args []string) error {
-	fs := newFlags(e, "serve", "[flags]")
-	load := config.Flags(fs)
-	if err := parse(fs, args); err != nil {
+	loaded, checked, err := configure(e, "serve", "[flags]", args, false)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %q", fs.Args())
+	if len(checked.problems) > 0 {
+		return configError{checked.problems}
 	}
-	cfg, err := load(e.lookupEnv)
-	if err != nil {
-		return usageError{err}
-	}
+	cfg := loaded.Config
 	logger := newLogger(cfg, e.stderr)
+	for _, w := range checked.warnings {
+		logger.Warn("configuration", "warning", w)
+	}
 
 	hc, dev, err := hubConfig(cfg, logger)
 	if err != nil {
@@ -67,7 +66,7 @@ func runServe(e *env, args []string) error {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		_ = h.Close()
-		return err
+		return listenError("addr", cfg.Addr, err)
 	}
 	srv := &http.Server{
 		TLSConfig:         tlsConfig,
@@ -146,7 +145,7 @@ func routes(h *hub.Hub) http.Handler {
 func servePprof(addr string, logger *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("pprof: %w", err)
+		return listenError("pprof-addr", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -185,7 +184,7 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 	}
 	pk, err := hub.NewKey(cfg.PublisherJWTAlg, []byte(pubKey))
 	if err != nil {
-		return hub.Config{}, nil, fmt.Errorf("publisher key: %w", err)
+		return hub.Config{}, nil, fmt.Errorf("publisher-jwt-key: %w", err)
 	}
 	sk := pk
 	if subKey != "" {
@@ -194,7 +193,7 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 			alg = cfg.PublisherJWTAlg
 		}
 		if sk, err = hub.NewKey(alg, []byte(subKey)); err != nil {
-			return hub.Config{}, nil, fmt.Errorf("subscriber key: %w", err)
+			return hub.Config{}, nil, fmt.Errorf("subscriber-jwt-key: %w", err)
 		}
 	}
 	anonymous := dev != nil
