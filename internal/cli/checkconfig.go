@@ -179,8 +179,11 @@ func (c *checks) tls(cfg config.Config) {
 // listens there now (a warning only, since the hub that is to be replaced
 // may be what listens).
 func (c *checks) addr(name, addr string) {
-	host, _, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
+		return // Validate said so
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
 		return // Validate said so
 	}
 	if host != "" && net.ParseIP(host) == nil {

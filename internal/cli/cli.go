@@ -127,7 +127,7 @@ func Run(ctx context.Context, args []string, environ Env) int {
 		for _, p := range ce.problems {
 			fmt.Fprintf(stderr, "herald %s: %s\n", name, p)
 		}
-		fmt.Fprintf(stderr, "herald check-config, with the same flags and environment, shows every setting and where it came from.\n")
+		fmt.Fprintf(stderr, "herald check-config, with the same flags, environment and file, shows every setting and where it came from.\n")
 		return ExitUsage
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "herald %s: %v\nRun 'herald help %s' for usage.\n", name, err, name)

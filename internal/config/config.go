@@ -168,9 +168,24 @@ func Default() Config {
 	}
 }
 
+// OptionError is a problem with the value of one option.
+type OptionError struct {
+	// Option is the option's flag, without the dash, which is also its key
+	// in the file.
+	Option string
+	Err    error
+}
+
+func (e *OptionError) Error() string { return e.Option + ": " + e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+func bad(option, format string, args ...any) error {
+	return &OptionError{Option: option, Err: fmt.Errorf(format, args...)}
+}
+
 // Validate checks the values, and the ones that only make sense together.
-// Each problem names the option (its flag, which is also its key in the
-// file); all of them are joined.
+// A problem with one option's value is an *OptionError; all of them are
+// joined.
 func (c *Config) Validate() error {
 	var errs []error
 	errs = append(errs, checkAddr("addr", c.Addr))
@@ -178,44 +193,44 @@ func (c *Config) Validate() error {
 		errs = append(errs, checkAddr("pprof-addr", c.PprofAddr))
 	}
 	if !slices.Contains(Algorithms, c.PublisherJWTAlg) {
-		errs = append(errs, fmt.Errorf("publisher-jwt-alg: %q is not one of %s", c.PublisherJWTAlg, strings.Join(Algorithms, ", ")))
+		errs = append(errs, bad("publisher-jwt-alg", "%q is not one of %s", c.PublisherJWTAlg, strings.Join(Algorithms, ", ")))
 	}
 	if c.SubscriberJWTAlg != "" && !slices.Contains(Algorithms, c.SubscriberJWTAlg) {
-		errs = append(errs, fmt.Errorf("subscriber-jwt-alg: %q is not one of %s", c.SubscriberJWTAlg, strings.Join(Algorithms, ", ")))
+		errs = append(errs, bad("subscriber-jwt-alg", "%q is not one of %s", c.SubscriberJWTAlg, strings.Join(Algorithms, ", ")))
 	}
 	if !slices.Contains(Stores, c.Store) {
-		errs = append(errs, fmt.Errorf("store: %q is not one of %s", c.Store, strings.Join(Stores, ", ")))
+		errs = append(errs, bad("store", "%q is not one of %s", c.Store, strings.Join(Stores, ", ")))
 	}
 	if c.HistorySize < 0 {
-		errs = append(errs, fmt.Errorf("history-size: %d is negative", c.HistorySize))
+		errs = append(errs, bad("history-size", "%d is negative", c.HistorySize))
 	}
 	if c.Store != "memory" && c.DataDir == "" {
-		errs = append(errs, fmt.Errorf("data-dir: empty, and store %s keeps its files there", c.Store))
+		errs = append(errs, bad("data-dir", "empty, and store %s keeps its files there", c.Store))
 	}
 	if c.MaxBodySize <= 0 {
-		errs = append(errs, fmt.Errorf("max-body-size: %d is not positive", c.MaxBodySize))
+		errs = append(errs, bad("max-body-size", "%d is not positive", c.MaxBodySize))
 	}
 	for _, n := range []struct {
 		name string
 		n    int
 	}{{"max-topics", c.MaxTopics}, {"max-selectors", c.MaxSelectors}, {"max-claim-selectors", c.MaxClaimSelectors}, {"max-templates", c.MaxTemplates}} {
 		if n.n <= 0 {
-			errs = append(errs, fmt.Errorf("%s: %d is not positive", n.name, n.n))
+			errs = append(errs, bad(n.name, "%d is not positive", n.n))
 		}
 	}
 	if c.MaxConnections < 0 {
-		errs = append(errs, fmt.Errorf("max-connections: %d is negative (0 is no limit)", c.MaxConnections))
+		errs = append(errs, bad("max-connections", "%d is negative (0 is no limit)", c.MaxConnections))
 	}
 	for _, d := range []struct {
 		name string
 		d    time.Duration
 	}{{"heartbeat", c.Heartbeat}, {"batch-interval", c.BatchInterval}, {"max-batch-interval", c.MaxBatchInterval}, {"write-timeout", c.WriteTimeout}, {"history-max-age", c.HistoryMaxAge}, {"shutdown-timeout", c.ShutdownTimeout}} {
 		if d.d < 0 {
-			errs = append(errs, fmt.Errorf("%s: %v is negative", d.name, d.d))
+			errs = append(errs, bad(d.name, "%v is negative", d.d))
 		}
 	}
 	if c.DispatchTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("dispatch-timeout: %v is not positive", c.DispatchTimeout))
+		errs = append(errs, bad("dispatch-timeout", "%v is not positive", c.DispatchTimeout))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together"))
@@ -224,10 +239,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("subscriber-jwt-key without publisher-jwt-key: set both, or only the publisher key to use it for both"))
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
-		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+		errs = append(errs, bad("log-level", "%q is not debug, info, warn or error", c.LogLevel))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		errs = append(errs, fmt.Errorf("log-format: %q is not text or json", c.LogFormat))
+		errs = append(errs, bad("log-format", "%q is not text or json", c.LogFormat))
 	}
 	return errors.Join(errs...)
 }
@@ -238,7 +253,7 @@ func (c *Config) Validate() error {
 func checkAddr(name, addr string) error {
 	const form = "write it like :8080 or 127.0.0.1:8080"
 	if addr == "" {
-		return fmt.Errorf("%s: empty; %s", name, form)
+		return bad(name, "empty; %s", form)
 	}
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -246,16 +261,16 @@ func checkAddr(name, addr string) error {
 		if errors.As(err, &ae) {
 			err = errors.New(ae.Err)
 		}
-		return fmt.Errorf("%s: %q is not host:port (%v); %s", name, addr, err, form)
+		return bad(name, "%q is not host:port (%v); %s", addr, err, form)
 	}
 	if n, err := strconv.Atoi(port); err == nil {
 		if n < 0 || n > 65535 {
-			return fmt.Errorf("%s: port %d is out of range (0 to 65535)", name, n)
+			return bad(name, "port %d is out of range (0 to 65535)", n)
 		}
 		return nil
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil {
-		return fmt.Errorf("%s: port %q is neither a number nor a known service; %s", name, port, form)
+		return bad(name, "port %q is neither a number nor a known service; %s", port, form)
 	}
 	return nil
 }

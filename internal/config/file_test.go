@@ -79,6 +79,11 @@ func TestFileProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "a value Validate refuses",
+			file: "\nstore = \"floppy\"\n",
+			want: []string{`:2: store: "floppy" is not one of`},
+		},
+		{
 			name: "a table",
 			file: "addr = \":80\"\n\n[server]\nport = 80\n",
 			want: []string{`:3: unknown key "server"`},

@@ -144,6 +144,7 @@ func (l *Loader) Load(lookup func(string) (string, bool)) (Loaded, error) {
 	out.Warnings = append(out.Warnings, warnings...)
 
 	sources := make([]string, len(l.opts))
+	wheres := map[string]string{} // the where of each option's value, but a default
 	resolve := func(i int, extra []given) {
 		o := l.opts[i]
 		var cands []given
@@ -175,6 +176,7 @@ func (l *Loader) Load(lookup func(string) (string, bool)) (Loaded, error) {
 			if !won {
 				_ = o.value.Set(g.text)
 				sources[i], won = g.source, true
+				wheres[o.flag] = g.where
 			}
 		}
 	}
@@ -201,7 +203,33 @@ func (l *Loader) Load(lookup func(string) (string, bool)) (Loaded, error) {
 	if out.Config.PublishOrigins != nil {
 		out.Config.PublishOrigins = slices.Clone(out.Config.PublishOrigins)
 	}
-	return out, errors.Join(append(errs, l.c.Validate())...)
+	return out, errors.Join(append(errs, placed(l.c.Validate(), wheres))...)
+}
+
+// placed says, of each problem with an option's value, where the value
+// came from, unless it is the default: "flag -addr: …", "environment
+// variable HERALD_ADDR: addr: …", "herald.toml:3: addr: …" rather than
+// "addr: …".
+func placed(err error, wheres map[string]string) error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return err
+	}
+	errs := j.Unwrap()
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+		var oe *OptionError
+		if errors.As(e, &oe) {
+			if w, ok := wheres[oe.Option]; ok {
+				out[i] = fmt.Errorf("%s: %s: %w", w, oe.Option, oe.Err)
+				if w == "flag -"+oe.Option || strings.HasSuffix(w, ": "+oe.Option) {
+					out[i] = fmt.Errorf("%s: %w", w, oe.Err)
+				}
+			}
+		}
+	}
+	return errors.Join(out...)
 }
 
 // known returns scratch options, by their key in the file, to check
