@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// ConfigEnv is the environment variable that names the configuration
+// FileEnv is the environment variable that names the configuration
 // file when the flag -config is not given.
-const ConfigEnv = "HERALD_CONFIG"
+const FileEnv = "HERALD_CONFIG"
 
 // Loader fills a Config from a flag set, the environment and a file, and
 // can say where each value came from.
@@ -31,7 +31,7 @@ func Register(fs *flag.FlagSet) *Loader {
 	c := Default()
 	l := &Loader{c: &c, opts: c.options(), flags: map[string]*flagText{}, byFlag: map[string]int{}}
 	l.file = &flagText{}
-	fs.Var(l.file, "config", "read the settings from this TOML `file` (keys named like these flags); flags and environment variables win over it (env "+ConfigEnv+")")
+	fs.Var(l.file, "config", "read the settings from this TOML `file` (keys named like these flags); flags and environment variables win over it (env "+FileEnv+")")
 	for i, o := range l.opts {
 		ft := &flagText{show: o.value.String(), isBool: isBoolFlag(o.value)}
 		l.flags[o.flag] = ft
@@ -123,8 +123,8 @@ func (l *Loader) Load(lookup func(string) (string, bool)) (Loaded, error) {
 	path, pathSource := "", "default"
 	if l.file.set {
 		path, pathSource = l.file.text, "flag -config"
-	} else if v, ok := lookup(ConfigEnv); ok {
-		path, pathSource = v, "environment "+ConfigEnv
+	} else if v, ok := lookup(FileEnv); ok {
+		path, pathSource = v, "environment "+FileEnv
 	}
 	file := map[string]given{}
 	if path != "" {
