@@ -224,6 +224,32 @@ func TestSubscribeRefusals(t *testing.T) {
 	}
 }
 
+// A subscriber refused for want of a token where anonymous subscribers are
+// not allowed is told so, and how an operator would allow them; the code
+// stays missing_token.
+func TestAnonymousRefusalSaysWhy(t *testing.T) {
+	t.Parallel()
+	key, _ := hub.NewKey("HS256", testKey)
+	th := newTestHub(t, hub.Config{SubscriberKey: key})
+	resp, err := http.Get(th.url + "?topic=a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Error, Message string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusUnauthorized || body.Error != "missing_token" {
+		t.Fatalf("%d %+v, want 401 missing_token", resp.StatusCode, body)
+	}
+	for _, want := range []string{"does not allow anonymous subscribers", "-anonymous", "anonymous in MERCURE_EXTRA_DIRECTIVES"} {
+		if !strings.Contains(body.Message, want) {
+			t.Errorf("message %q does not say %q", body.Message, want)
+		}
+	}
+}
+
 func TestPrivateUpdates(t *testing.T) {
 	t.Parallel()
 	th := newTestHub(t, hub.Config{})

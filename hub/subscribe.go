@@ -23,6 +23,14 @@ var lastEventIDParams = []string{"lastEventID", "last_event_id", "Last-Event-ID"
 
 // subscribe serves GET /.well-known/mercure: a Server-Sent Events stream of
 // the updates whose topics match the topic selectors of the query.
+// noAnonymous is the message of the refusal of a subscriber without a
+// token: it says why, and how an operator lets them in, since "missing
+// token" alone reads like a client's bug to someone who meant the hub to
+// be open.
+const noAnonymous = "subscribing needs a token: this hub does not allow anonymous subscribers " +
+	"(herald serve allows them with -anonymous, HERALD_ANONYMOUS=1 or anonymous in MERCURE_EXTRA_DIRECTIVES; " +
+	"hub.Config.Anonymous in Go)"
+
 func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 	if !h.live.add() {
 		h.refuse(w, r, ErrClosed)
@@ -42,7 +50,7 @@ func (h *Hub) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c == nil && !h.cfg.Anonymous {
-		h.refuse(w, r, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: "subscribing needs a token"})
+		h.refuse(w, r, &Error{Status: http.StatusUnauthorized, Code: codeNoToken, Message: noAnonymous})
 		return
 	}
 	q := r.URL.Query()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -20,44 +21,17 @@ import (
 )
 
 // runCheckConfig loads the configuration "herald serve" would run with,
-// from the same flags and environment, and checks it as far as it can
-// without starting the hub: the values, the keys, the certificate, the
-// addresses and the data directory. It prints every option with where its
-// value came from, then the warnings and problems; any problem fails it.
+// from the same flags, environment and file, and checks it as serve does,
+// and a little further: whether it could listen on its addresses now. It
+// prints every option with where its value came from, then the warnings
+// and problems; any problem fails it.
 func runCheckConfig(e *env, args []string) error {
-	fs := newFlags(e, "check-config", "[serve flags]")
-	loader := config.Register(fs)
-	if err := parse(fs, args); err != nil {
+	loaded, c, err := configure(e, "check-config", "[serve flags]", args, true)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %q", fs.Args())
-	}
-	cfg, settings, err := loader.Load(e.lookupEnv)
-	c := &checks{now: time.Now()}
-	c.problem(err)
-	c.keys(cfg)
-	c.tls(cfg)
-	c.addr("addr", cfg.Addr)
-	if cfg.PprofAddr != "" {
-		c.addr("pprof-addr", cfg.PprofAddr)
-		if cfg.PprofAddr == cfg.Addr {
-			c.problemf("pprof-addr: %s is also addr; give the profiling endpoints an address of their own", cfg.Addr)
-		}
-	}
-	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err == nil { // Load reported any other value
-		c.addr("metrics-addr", cfg.MetricsAddr)
-		if cfg.MetricsAddr == cfg.Addr {
-			c.problemf("metrics-addr: %s is also addr; write %q to serve /metrics on the hub's listener", cfg.Addr, config.MetricsOnMain)
-		}
-	}
-	c.dataDir(cfg)
-	if n, ok := fdlimit.Current(); ok {
-		c.descriptors(cfg, n)
-	}
-
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	for _, s := range settings {
+	for _, s := range loaded.Settings {
 		value := s.Value
 		if value == "" {
 			value = "-"
@@ -82,9 +56,54 @@ func runCheckConfig(e *env, args []string) error {
 	}
 }
 
+// configure parses the command line of serve or check-config (name), loads
+// the configuration from it, the environment and the file, and checks it
+// as far as can be done without starting the hub: the values, the keys,
+// the certificate, the addresses and the data directory. It is the one
+// path by which both commands see a configuration. dryRun is check-config's:
+// it also tries to listen on the addresses, and warns of the development
+// setup, which serve prints a banner for. The error is a usage error or
+// flag.ErrHelp; the configuration's problems are in the checks.
+func configure(e *env, name, synopsis string, args []string, dryRun bool) (config.Loaded, *checks, error) {
+	fs := newFlags(e, name, synopsis)
+	loader := config.Register(fs)
+	if err := parse(fs, args); err != nil {
+		return config.Loaded{}, nil, err
+	}
+	if fs.NArg() > 0 {
+		return config.Loaded{}, nil, usagef("unexpected arguments: %q", fs.Args())
+	}
+	loaded, err := loader.Load(e.lookupEnv)
+	cfg := loaded.Config
+	c := &checks{now: time.Now(), dryRun: dryRun}
+	c.warnings = append(c.warnings, loaded.Warnings...)
+	c.problem(err)
+	c.keys(cfg)
+	c.tls(cfg)
+	c.addr("addr", cfg.Addr)
+	if cfg.PprofAddr != "" {
+		c.addr("pprof-addr", cfg.PprofAddr)
+		if cfg.PprofAddr == cfg.Addr {
+			c.problemf("pprof-addr: %s is also addr; give the profiling endpoints an address of their own", cfg.Addr)
+		}
+	}
+	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err == nil { // Load reported any other value
+		c.addr("metrics-addr", cfg.MetricsAddr)
+		if cfg.MetricsAddr == cfg.Addr {
+			c.problemf("metrics-addr: %s is also addr; write %q to serve /metrics on the hub's listener", cfg.Addr, config.MetricsOnMain)
+		}
+	}
+	c.dataDir(cfg)
+	if n, ok := fdlimit.Current(); ok {
+		c.descriptors(cfg, n)
+	}
+	return loaded, c, nil
+}
+
 // checks gathers what check-config finds.
 type checks struct {
 	now      time.Time
+	dryRun   bool // check-config's, not serve's
 	warnings []string
 	problems []string
 }
@@ -112,11 +131,15 @@ func (c *checks) warnf(format string, args ...any) {
 }
 
 // keys builds the hub's keys as serve would, and says what a missing or
-// short key means.
+// short key means. An algorithm that Validate refused is not tried again.
 func (c *checks) keys(cfg config.Config) {
+	if !slices.Contains(config.Algorithms, cfg.PublisherJWTAlg) ||
+		cfg.SubscriberJWTAlg != "" && !slices.Contains(config.Algorithms, cfg.SubscriberJWTAlg) {
+		return
+	}
 	_, dev, err := hubConfig(cfg, slog.New(slog.DiscardHandler))
 	c.problem(err)
-	if dev != nil {
+	if dev != nil && c.dryRun {
 		c.warnf("no publisher-jwt-key: herald serve would make up a random key at each start and allow anonymous subscribers, a development setup")
 	}
 	for _, k := range []struct{ name, key, alg string }{
@@ -157,24 +180,26 @@ func (c *checks) tls(cfg config.Config) {
 	}
 }
 
-// addr checks that serve could listen on an address: its form, its host,
-// and whether something listens there now (a warning only, since the
-// hub that is to be replaced may be what listens).
+// addr checks that serve could listen on an address whose form Validate
+// has checked: that its host resolves and, in a dry run, whether something
+// listens there now (a warning only, since the hub that is to be replaced
+// may be what listens).
 func (c *checks) addr(name, addr string) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		c.problemf("%s: %v (want host:port, such as :8080 or 127.0.0.1:8080)", name, err)
-		return
+		return // Validate said so
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil {
-		c.problemf("%s: port %q: %v", name, port, err)
-		return
+		return // Validate said so
 	}
 	if host != "" && net.ParseIP(host) == nil {
 		if _, err := net.LookupHost(host); err != nil {
 			c.problemf("%s: host %q: %v", name, host, err)
 			return
 		}
+	}
+	if !c.dryRun {
+		return
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

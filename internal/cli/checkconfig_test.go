@@ -174,13 +174,13 @@ func TestCheckConfigFindings(t *testing.T) {
 			args: append([]string{"-store", "floppy", "-history-size", "-3", "-max-connections", "-1", "-addr", "localhost:99999", "-tls-cert", expiredCert, "-tls-key", expiredKey}, key...),
 			code: cli.ExitFailure,
 			problems: []string{
-				`HERALD_HEARTBEAT: time: invalid duration "soon"`,
-				`store: "floppy" is not one of`,
-				"history-size: -3 is negative",
-				"max-connections: -1 is negative",
-				"publisher key: ",
+				`environment variable HERALD_HEARTBEAT: "soon" is not a duration: write it like 5s, 1m30s or 250ms`,
+				"flag -addr: port 99999 is out of range",
+				`flag -store: "floppy" is not one of`,
+				"flag -history-size: -3 is negative",
+				"flag -max-connections: -1 is negative",
+				"publisher-jwt-key: ",
 				"tls-cert: " + expiredCert + " expired on ",
-				`addr: port "99999"`,
 			},
 		},
 		{
@@ -205,7 +205,21 @@ func TestCheckConfigFindings(t *testing.T) {
 			name:     "an address without a port",
 			args:     append([]string{"-store", "memory", "-addr", "localhost"}, key...),
 			code:     cli.ExitFailure,
-			problems: []string{"addr: address localhost: missing port in address"},
+			problems: []string{`flag -addr: "localhost" is not host:port (missing port in address); write it like :8080 or 127.0.0.1:8080`},
+		},
+		{
+			name:     "a bad flag value, with the others",
+			env:      map[string]string{"HERALD_WRITE_TIMEOUT": "ten minutes"},
+			args:     append([]string{"-store", "memory", "-addr", "127.0.0.1:0", "-heartbeat", "soon", "-anonymous=perhaps"}, key...),
+			code:     cli.ExitFailure,
+			problems: []string{`flag -anonymous: "perhaps" is not a boolean`, `flag -heartbeat: "soon" is not a duration: write it like 5s`, `environment variable HERALD_WRITE_TIMEOUT: "ten minutes" is not a duration`},
+		},
+		{
+			name:     "Mercure's directives herald cannot honour",
+			env:      map[string]string{"MERCURE_EXTRA_DIRECTIVES": "anonymous\nui\ntopic_selector_cache 100"},
+			args:     append([]string{"-store", "memory", "-addr", "127.0.0.1:0"}, key...),
+			code:     cli.ExitOK,
+			warnings: []string{"MERCURE_EXTRA_DIRECTIVES line 2: ui: herald serves no web page", "MERCURE_EXTRA_DIRECTIVES line 3: topic_selector_cache: herald needs no cache"},
 		},
 	}...) {
 		t.Run(tc.name, func(t *testing.T) {
@@ -253,13 +267,66 @@ func TestCheckConfigFindings(t *testing.T) {
 	}
 }
 
-// A mistake on the command line is a usage error, as for serve.
+// check-config shows each value with where it came from: the same option
+// from the default, the file, Mercure's directives, the environment and a
+// flag, each winning over the one before; and the real defaults.
+func TestCheckConfigSources(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "herald.toml")
+	if err := os.WriteFile(file, []byte("# herald\nheartbeat = \"10s\"\nstore = \"memory\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"check-config", "-publisher-jwt-key", testKey}
+	directives := map[string]string{"MERCURE_EXTRA_DIRECTIVES": "heartbeat 20s", "HERALD_CONFIG": file}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		line string // a regular expression
+	}{
+		{"default", nil, nil, `heartbeat +40s +default`},
+		{"file", []string{"-config", file}, nil, `heartbeat +10s +file ` + regexp.QuoteMeta(file) + `:2`},
+		{"the file's name", []string{"-config", file}, nil, `config +` + regexp.QuoteMeta(file) + ` +flag -config`},
+		{"the file's name from the environment", nil, map[string]string{"HERALD_CONFIG": file}, `config +` + regexp.QuoteMeta(file) + ` +environment HERALD_CONFIG`},
+		{"directive", nil, directives, `heartbeat +20s +MERCURE_EXTRA_DIRECTIVES \(heartbeat 20s\)`},
+		{"environment", nil, map[string]string{"HERALD_CONFIG": file, "MERCURE_EXTRA_DIRECTIVES": "heartbeat 20s", "HERALD_HEARTBEAT": "30s"}, `heartbeat +30s +environment HERALD_HEARTBEAT`},
+		{"flag", []string{"-heartbeat", "1m"}, map[string]string{"HERALD_CONFIG": file, "MERCURE_EXTRA_DIRECTIVES": "heartbeat 20s", "HERALD_HEARTBEAT": "30s"}, `heartbeat +1m0s +flag -heartbeat`},
+		{"SERVER_NAME", nil, map[string]string{"SERVER_NAME": ":0"}, `addr +:0 +SERVER_NAME \(:0\)`},
+		{"max-batch-interval", nil, nil, `max-batch-interval +4 × batch-interval = 20ms +default`},
+		{"history-size of pebble", nil, nil, `history-size +1000000 \(store pebble's default\) +default`},
+		{"history-size of memory", []string{"-config", file}, nil, `history-size +10000 \(store memory's default\) +default`},
+		{"subscriber key", nil, nil, `subscriber-jwt-key +\(the publisher key\) +default`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := append(slices.Clone(base), "-data-dir", t.TempDir())
+			if tc.env["SERVER_NAME"] == "" {
+				args = append(args, "-addr", "127.0.0.1:0")
+			}
+			code, stdout, stderr := cmd(t, tc.env, "", append(args, tc.args...)...)
+			if code != cli.ExitOK {
+				t.Fatalf("exit %d:\n%s", code, stderr)
+			}
+			if !regexp.MustCompile(`(?m)^` + tc.line + ` *$`).MatchString(stdout) {
+				t.Errorf("no line %q in:\n%s", tc.line, stdout)
+			}
+		})
+	}
+}
+
+// A mistake in the command line itself is a usage error, as for serve,
+// answered without the whole usage; a bad value is one of the problems.
 func TestCheckConfigUsage(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"-heartbeat", "soon"}, {"-no-such-flag"}, {"extra"}} {
+	for _, args := range [][]string{{"-no-such-flag"}, {"extra"}} {
 		code, _, stderr := cmd(t, nil, "", append([]string{"check-config"}, args...)...)
-		if code != cli.ExitUsage {
+		if code != cli.ExitUsage || strings.Contains(stderr, "Usage:") || !strings.Contains(stderr, "Run 'herald help check-config' for usage.") {
 			t.Errorf("%q: exit %d, want %d; stderr:\n%s", args, code, cli.ExitUsage, stderr)
 		}
+	}
+	// -h prints the usage, every flag.
+	if code, _, stderr := cmd(t, nil, "", "check-config", "-h"); code != cli.ExitOK ||
+		!strings.Contains(stderr, "Usage: herald check-config") || !strings.Contains(stderr, "-config file") {
+		t.Errorf("-h: exit %d, stderr:\n%s", code, stderr)
 	}
 }

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -87,6 +88,12 @@ type reported struct{ err error }
 func (r reported) Error() string { return r.err.Error() }
 func (r reported) Unwrap() error { return r.err }
 
+// configError is a configuration serve cannot run with: Run prints each
+// problem and exits with ExitUsage.
+type configError struct{ problems []string }
+
+func (c configError) Error() string { return strings.Join(c.problems, "; ") }
+
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
@@ -123,15 +130,22 @@ func Run(ctx context.Context, args []string, environ Env) int {
 	err := commands()[i].run(e, rest)
 	var ue usageError
 	var rep reported
+	var ce configError
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.Is(err, flag.ErrHelp):
 		return ExitOK
-	case errors.As(err, &rep) && errors.As(err, &ue):
+	case errors.As(err, &rep) && (errors.As(err, &ue) || errors.As(err, &ce)):
 		return ExitUsage
 	case errors.As(err, &rep):
 		return ExitFailure
+	case errors.As(err, &ce):
+		for _, p := range ce.problems {
+			fmt.Fprintf(stderr, "herald %s: %s\n", name, p)
+		}
+		fmt.Fprintf(stderr, "herald check-config, with the same flags, environment and file, shows every setting and where it came from.\n")
+		return ExitUsage
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "herald %s: %v\nRun 'herald help %s' for usage.\n", name, err, name)
 		return ExitUsage
@@ -164,11 +178,18 @@ func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args into fs, turning a bad flag into a usage error (the
-// flag package has printed it already).
+// parse parses args into fs, turning a bad flag into a usage error, which
+// Run prints with a pointer to the command's help rather than the whole
+// of it; -h prints the help.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	out := fs.Output()
+	var printed bytes.Buffer // the flag package's message and usage
+	fs.SetOutput(&printed)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			_, _ = printed.WriteTo(out)
 			return err
 		}
 		return usageError{err}

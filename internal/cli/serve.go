@@ -28,28 +28,33 @@ import (
 )
 
 func runServe(e *env, args []string) (err error) {
-	fs := newFlags(e, "serve", "[flags]")
-	load := config.Flags(fs)
-	if err := parse(fs, args); err != nil {
+	loaded, checked, err := configure(e, "serve", "[flags]", args, false)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %q", fs.Args())
-	}
-	cfg, err := load(e.lookupEnv)
-	if err != nil {
-		return usageError{err}
-	}
+	cfg := loaded.Config
 	logger := newLogger(cfg, e.stderr)
 	if cfg.LogFormat == "json" {
 		// Every line of stderr is JSON: the error that ends the command
 		// too.
 		defer func() {
-			if err != nil {
+			if err != nil && !errors.As(err, new(reported)) {
 				logger.Error("herald serve: " + err.Error())
 				err = reported{err}
 			}
 		}()
+	}
+	if len(checked.problems) > 0 {
+		if cfg.LogFormat == "json" {
+			for _, p := range checked.problems {
+				logger.Error("configuration", "problem", p)
+			}
+			return reported{configError{checked.problems}}
+		}
+		return configError{checked.problems}
+	}
+	for _, w := range checked.warnings {
+		logger.Warn("configuration", "warning", w)
 	}
 
 	hc, dev, err := hubConfig(cfg, logger)
@@ -70,7 +75,7 @@ func runServe(e *env, args []string) (err error) {
 	// that the process is alive but not ready.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return err
+		return listenError("addr", cfg.Addr, err)
 	}
 	newServer := func(h http.Handler) *http.Server {
 		return &http.Server{
@@ -304,7 +309,7 @@ func (l *handoff) resume() {
 func servePprof(addr string, logger *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("pprof: %w", err)
+		return listenError("pprof-addr", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -362,7 +367,7 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 	}
 	pk, err := hub.NewKey(cfg.PublisherJWTAlg, []byte(pubKey))
 	if err != nil {
-		return hub.Config{}, nil, fmt.Errorf("publisher key: %w", err)
+		return hub.Config{}, nil, fmt.Errorf("publisher-jwt-key: %w", err)
 	}
 	sk := pk
 	if subKey != "" {
@@ -371,7 +376,7 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 			alg = cfg.PublisherJWTAlg
 		}
 		if sk, err = hub.NewKey(alg, []byte(subKey)); err != nil {
-			return hub.Config{}, nil, fmt.Errorf("subscriber key: %w", err)
+			return hub.Config{}, nil, fmt.Errorf("subscriber-jwt-key: %w", err)
 		}
 	}
 	anonymous := dev != nil

@@ -5,11 +5,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -209,33 +213,205 @@ func TestServeWithKeys(t *testing.T) {
 	}
 }
 
+// A configuration serve cannot run with stops it before it opens anything,
+// with exit code 2 and a line per problem naming where the value came
+// from, without the whole usage.
 func TestServeBadConfiguration(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
+		name string
 		args []string
 		env  map[string]string
 		want string
 	}{
-		{[]string{"serve", "-store", "floppy"}, nil, "store"},
-		{[]string{"serve"}, map[string]string{"HERALD_HEARTBEAT": "often"}, "HERALD_HEARTBEAT"},
-		{[]string{"serve", "-publisher-jwt-alg", "RS256", "-publisher-jwt-key", "not a PEM key"}, nil, "publisher key"},
-		{[]string{"serve", "extra"}, nil, "unexpected arguments"},
-		{[]string{"serve", "-nope"}, nil, "flag provided but not defined"},
+		{"unknown store", []string{"serve", "-store", "floppy"}, nil, `herald serve: flag -store: "floppy" is not one of`},
+		{"bad duration in the environment", []string{"serve"}, map[string]string{"HERALD_HEARTBEAT": "often"}, `herald serve: environment variable HERALD_HEARTBEAT: "often" is not a duration: write it like 5s, 1m30s or 250ms`},
+		{"bad key", []string{"serve", "-publisher-jwt-alg", "RS256", "-publisher-jwt-key", "not a PEM key"}, nil, "herald serve: publisher-jwt-key: "},
+		{"address without a port", []string{"serve", "-addr", "bogus"}, nil, `herald serve: flag -addr: "bogus" is not host:port (missing port in address); write it like :8080 or 127.0.0.1:8080`},
+		{"port out of range", []string{"serve", "-addr", ":65536"}, nil, "herald serve: flag -addr: port 65536 is out of range"},
+		{"missing certificate", []string{"serve", "-store", "memory", "-tls-cert", "/nonexistent/c.pem", "-tls-key", "/nonexistent/k.pem"}, nil, "herald serve: tls-cert and tls-key: "},
+		{"unknown directive argument", []string{"serve"}, map[string]string{"MERCURE_EXTRA_DIRECTIVES": "heartbeat"}, "herald serve: MERCURE_EXTRA_DIRECTIVES line 1: heartbeat: takes one argument"},
+		{"unexpected arguments", []string{"serve", "extra"}, nil, "unexpected arguments"},
+		{"unknown flag", []string{"serve", "-nope"}, nil, "flag provided but not defined: -nope"},
 	} {
-		var stderr bytes.Buffer
-		code := cli.Run(context.Background(), c.args, cli.Env{Stdout: io.Discard, Stderr: &stderr,
-			LookupEnv: func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }})
-		if code != cli.ExitUsage || !strings.Contains(stderr.String(), c.want) {
-			t.Errorf("%v %v: exit %d, stderr %q; want exit 2 naming %s", c.args, c.env, code, stderr.String(), c.want)
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			code, _, stderr := cmd(t, c.env, "", c.args...)
+			if code != cli.ExitUsage || !strings.Contains(stderr, c.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and %q", code, stderr, c.want)
+			}
+			if strings.Contains(stderr, "Usage:") || strings.Count(stderr, "\n") > 2 {
+				t.Errorf("more than the problem and a pointer:\n%s", stderr)
+			}
+		})
+	}
+}
+
+// A bad duration in each of the four places at once, and a key the file
+// should not have: serve lists every problem, each with how to write a
+// duration, and exits 2 without the usage.
+func TestServeEveryProblemAtOnce(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "herald.toml")
+	if err := os.WriteFile(file, []byte("dispatch-timeout = \"5 s\"\nhearbeat = \"5s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"HERALD_WRITE_TIMEOUT":     "10 minutes",
+		"MERCURE_EXTRA_DIRECTIVES": "anonymous\nheartbeat often",
+	}
+	code, _, stderr := cmd(t, env, "", "serve", "-config", file, "-shutdown-timeout", "soon", "-store", "memory")
+	if code != cli.ExitUsage {
+		t.Errorf("exit %d, want 2", code)
+	}
+	want := []string{
+		file + `:1: dispatch-timeout: "5 s" is not a duration: write it like 5s, 1m30s or 250ms`,
+		file + `:2: unknown key "hearbeat"`,
+		`MERCURE_EXTRA_DIRECTIVES line 2 (heartbeat often): "often" is not a duration: write it like 5s, 1m30s or 250ms`,
+		`environment variable HERALD_WRITE_TIMEOUT: "10 minutes" is not a duration: write it like 5s, 1m30s or 250ms`,
+		`flag -shutdown-timeout: "soon" is not a duration: write it like 5s, 1m30s or 250ms`,
+	}
+	var got []string
+	for l := range strings.Lines(stderr) {
+		if p, ok := strings.CutPrefix(strings.TrimSuffix(l, "\n"), "herald serve: "); ok {
+			got = append(got, p)
 		}
 	}
-	// A port already taken is a failure to run, not a usage error.
-	base, _, _ := serve(t, nil)
-	var stderr bytes.Buffer
-	code := cli.Run(context.Background(), []string{"serve", "-store", "memory", "-addr", strings.TrimPrefix(base, "http://")},
-		cli.Env{Stdout: io.Discard, Stderr: &stderr})
-	if code != cli.ExitFailure || !strings.Contains(stderr.String(), "address already in use") {
-		t.Errorf("a taken port: exit %d, %q", code, stderr.String())
+	if len(got) != len(want) {
+		t.Fatalf("%d problems, want %d:\n%s", len(got), len(want), stderr)
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(p string) bool { return strings.HasPrefix(p, w) }) {
+			t.Errorf("no problem %q in:\n%s", w, stderr)
+		}
+	}
+	if strings.Contains(stderr, "Usage:") {
+		t.Errorf("the usage:\n%s", stderr)
+	}
+}
+
+// A port already taken is a failure to run, not a usage error, and says
+// what to do.
+func TestServePortTaken(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	code, _, stderr := cmd(t, nil, "", "serve", "-store", "memory", "-addr", addr)
+	want := "herald serve: -addr " + addr + ": the port is in use; choose another with -addr or HERALD_ADDR (listen tcp " + addr + ": bind: address already in use)"
+	if code != cli.ExitFailure || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and %q", code, stderr, want)
+	}
+}
+
+// Mercure's docker-compose environment starts a hub that behaves as
+// Mercure would with it: anonymous subscribers get 200 and the events, the
+// subscriptions API answers, CORS headers go to any origin; nothing is
+// warned of, since herald honours all of it.
+func TestServeMercureEnvironment(t *testing.T) {
+	t.Parallel()
+	const pubKey, subKey = "!ChangeThisMercureHubJWTSecretKey!", "!ChangeThisSubscriberJWTSecretKey!"
+	env := map[string]string{
+		"MERCURE_PUBLISHER_JWT_KEY":  pubKey,
+		"MERCURE_SUBSCRIBER_JWT_KEY": subKey,
+		"MERCURE_EXTRA_DIRECTIVES":   "anonymous\nsubscriptions\ncors_origins *",
+	}
+	base, stderr, _ := serve(t, env)
+	if out := stderr.String(); strings.Contains(out, "Development setup") || strings.Contains(out, "MERCURE") {
+		t.Errorf("serve's start:\n%s", out)
+	}
+	sign := func(key string, claims map[string]any) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"mercure": claims}).SignedString([]byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	const origin = "https://any.example.org"
+
+	// An anonymous subscriber from another origin.
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/.well-known/mercure?topic=https://example.com/books/1", nil)
+	req.Header.Set("Origin", origin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("anonymous subscriber: %s", resp.Status)
+	}
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != origin {
+		t.Errorf("Access-Control-Allow-Origin %q, want %q", got, origin)
+	}
+
+	// A CORS preflight from any origin.
+	pre, _ := http.NewRequestWithContext(t.Context(), http.MethodOptions, base+"/.well-known/mercure", nil)
+	pre.Header.Set("Origin", "https://another.example.net")
+	pre.Header.Set("Access-Control-Request-Method", "GET")
+	pre.Header.Set("Access-Control-Request-Headers", "authorization")
+	presp, err := http.DefaultClient.Do(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	presp.Body.Close()
+	if presp.Header.Get("Access-Control-Allow-Origin") != "https://another.example.net" || presp.StatusCode >= 300 {
+		t.Errorf("preflight: %s, headers %v", presp.Status, presp.Header)
+	}
+
+	// A publication reaches the anonymous subscriber.
+	if status, body := publish(t, base, sign(pubKey, map[string]any{"publish": []string{"*"}}),
+		url.Values{"topic": {"https://example.com/books/1"}, "data": {"a book"}}); status != 200 {
+		t.Fatalf("publish: %d %s", status, body)
+	}
+	var ev sse.Event
+	if err := sse.NewDecoder(resp.Body).Decode(&ev); err != nil || ev.Data != "a book" {
+		t.Fatalf("the anonymous subscriber got %+v, %v", ev, err)
+	}
+
+	// The subscriptions API answers, with a subscriber's token.
+	sreq, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/.well-known/mercure/subscriptions", nil)
+	sreq.Header.Set("Authorization", "Bearer "+sign(subKey, map[string]any{"subscribe": []string{"/.well-known/mercure/subscriptions{/topic}{/subscriber}"}}))
+	sresp, err := http.DefaultClient.Do(sreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sresp.Body.Close()
+	var subs struct {
+		Type          string `json:"type"`
+		Subscriptions []struct {
+			Topic string `json:"topic"`
+		} `json:"subscriptions"`
+	}
+	if err := json.NewDecoder(sresp.Body).Decode(&subs); err != nil || sresp.StatusCode != 200 || subs.Type != "Subscriptions" ||
+		!slices.ContainsFunc(subs.Subscriptions, func(s struct {
+			Topic string `json:"topic"`
+		}) bool {
+			return s.Topic == "https://example.com/books/1"
+		}) {
+		t.Errorf("subscriptions API: %s %+v %v", sresp.Status, subs, err)
+	}
+}
+
+// Without anonymous in Mercure's directives, the anonymous subscriber is
+// refused and told why; a directive herald cannot honour is warned of by
+// name in the log at start-up.
+func TestServeMercureWarnings(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"MERCURE_PUBLISHER_JWT_KEY": "a publisher key of 32 bytes or more",
+		"MERCURE_EXTRA_DIRECTIVES":  "subscriptions\ndemo",
+	}
+	base, stderr, _ := serve(t, env, "-store", "memory")
+	if out := stderr.String(); !strings.Contains(out, "MERCURE_EXTRA_DIRECTIVES line 2: demo: herald serves no web page") ||
+		strings.Count(out, "MERCURE_EXTRA_DIRECTIVES") != 1 {
+		t.Errorf("no one warning of demo at start-up:\n%s", out)
+	}
+	status, body := get(t, base+"/.well-known/mercure?topic=a")
+	if status != 401 || !strings.Contains(body, `"missing_token"`) || !strings.Contains(body, "does not allow anonymous subscribers") {
+		t.Errorf("anonymous subscriber: %d %s", status, body)
 	}
 }
 

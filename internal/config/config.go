@@ -1,7 +1,12 @@
 // Package config is the configuration of the herald daemon: one typed
-// struct, filled from command-line flags, then environment variables, then
-// defaults, in that order of precedence. Only the daemon reads it; the
-// libraries take plain structs.
+// struct, filled from command-line flags, then environment variables
+// (herald's own, then Mercure's), then a TOML file, then defaults, in that
+// order of precedence. Only the daemon reads it; the libraries take plain
+// structs.
+//
+// Start with Register, which declares the options on a flag set, and
+// Loader.Load, which applies the rest once the flags are parsed and says
+// where every value came from. docs/config.md is the user's side of it.
 package config
 
 import (
@@ -15,6 +20,8 @@ import (
 	"time"
 
 	"github.com/herald-sse/herald/hub"
+	"github.com/herald-sse/herald/store/boltstore"
+	"github.com/herald-sse/herald/store/pebblestore"
 )
 
 // Config is everything "herald serve" can be told.
@@ -42,8 +49,9 @@ type Config struct {
 	DispatchTimeout  time.Duration
 	ShutdownTimeout  time.Duration
 
-	Store         string
-	DataDir       string
+	Store   string
+	DataDir string
+	// HistorySize zero means the store's default, DefaultHistorySize.
 	HistorySize   int
 	HistoryMaxAge time.Duration
 	MaxBodySize   int64
@@ -75,9 +83,25 @@ const MetricsOnMain = "main"
 // Stores lists the values of the store option.
 var Stores = []string{"pebble", "bolt", "memory"}
 
-// option is one setting: its flag, the environment variables that may set
-// it (the first is herald's own, others are aliases Mercure users know),
-// and where it goes.
+// Algorithms lists the signing algorithms of the JWT options.
+var Algorithms = []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// DefaultHistorySize is the number of events the history of store retains
+// when HistorySize is zero.
+func DefaultHistorySize(store string) int {
+	switch store {
+	case "pebble":
+		return pebblestore.DefaultSize
+	case "bolt":
+		return boltstore.DefaultSize
+	default:
+		return hub.DefaultHistorySize
+	}
+}
+
+// option is one setting: its flag (which is also its key in the file),
+// the environment variables that may set it (the first is herald's own,
+// others are aliases Mercure users know), and where it goes.
 type option struct {
 	flag  string
 	env   []string
@@ -88,11 +112,11 @@ type option struct {
 func (c *Config) options() []option {
 	return []option{
 		{"addr", env("ADDR"), "the `address` to listen on (host:port)", (*strValue)(&c.Addr)},
-		{"publisher-jwt-key", env("PUBLISHER_JWT_KEY", "MERCURE_PUBLISHER_JWT_KEY"), "the `key` that verifies publishers' tokens: a secret for HS*, a PEM public key otherwise", (*secretValue)(&c.PublisherJWTKey)},
+		{"publisher-jwt-key", env("PUBLISHER_JWT_KEY", "MERCURE_PUBLISHER_JWT_KEY", "JWT_KEY"), "the `key` that verifies publishers' tokens: a secret for HS*, a PEM public key otherwise", (*secretValue)(&c.PublisherJWTKey)},
 		{"publisher-jwt-alg", env("PUBLISHER_JWT_ALG", "MERCURE_PUBLISHER_JWT_ALG"), "the publishers' signing `algorithm` (HS256, HS384, HS512, RS*, PS*, ES*, EdDSA)", (*strValue)(&c.PublisherJWTAlg)},
-		{"subscriber-jwt-key", env("SUBSCRIBER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY"), "the `key` that verifies subscribers' tokens (default: the publisher key)", (*secretValue)(&c.SubscriberJWTKey)},
+		{"subscriber-jwt-key", env("SUBSCRIBER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY", "JWT_KEY"), "the `key` that verifies subscribers' tokens (default: the publisher key)", (*secretValue)(&c.SubscriberJWTKey)},
 		{"subscriber-jwt-alg", env("SUBSCRIBER_JWT_ALG", "MERCURE_SUBSCRIBER_JWT_ALG"), "the subscribers' signing `algorithm` (default: the publishers')", (*strValue)(&c.SubscriberJWTAlg)},
-		{"anonymous", env("ANONYMOUS"), "allow subscribers without a token (default: only when no key is configured)", &boolPtrValue{&c.Anonymous}},
+		{"anonymous", env("ANONYMOUS", "ALLOW_ANONYMOUS"), "allow subscribers without a token (default: only when no key is configured)", &boolPtrValue{&c.Anonymous}},
 		{"cors-origins", env("CORS_ORIGINS"), "`origins` allowed to make cross-origin requests, separated by spaces or commas; * for any", (*listValue)(&c.CORSOrigins)},
 		{"publish-origins", env("PUBLISH_ORIGINS"), "`origins` from which browsers may publish with a cookie; * for any", (*listValue)(&c.PublishOrigins)},
 		{"cookie-name", env("COOKIE_NAME"), "the cookie that may carry a token: its `name`", (*strValue)(&c.CookieName)},
@@ -152,122 +176,69 @@ func Default() Config {
 	}
 }
 
-// Flags registers the options on fs and returns a function that, once fs
-// has parsed the command line, applies the environment (a lookup such as
-// os.LookupEnv) to the options no flag set, checks the result and returns
-// it.
-func Flags(fs *flag.FlagSet) (load func(lookup func(string) (string, bool)) (Config, error)) {
-	l := Register(fs)
-	return func(lookup func(string) (string, bool)) (Config, error) {
-		c, _, err := l.Load(lookup)
-		return c, err
-	}
+// OptionError is a problem with the value of one option.
+type OptionError struct {
+	// Option is the option's flag, without the dash, which is also its key
+	// in the file.
+	Option string
+	Err    error
 }
 
-// Loader fills a Config from a flag set and the environment, and can say
-// where each value came from.
-type Loader struct {
-	fs   *flag.FlagSet
-	c    *Config
-	opts []option
-}
+func (e *OptionError) Error() string { return e.Option + ": " + e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
 
-// Register registers the options on fs.
-func Register(fs *flag.FlagSet) *Loader {
-	c := Default()
-	l := &Loader{fs: fs, c: &c, opts: c.options()}
-	for _, o := range l.opts {
-		fs.Var(o.value, o.flag, fmt.Sprintf("%s (env %s)", o.usage, strings.Join(o.env, ", ")))
-	}
-	return l
-}
-
-// Setting is one option as loaded.
-type Setting struct {
-	Flag string
-	// Value is the value as the flag would take it; a secret shows only
-	// its length.
-	Value string
-	// Source is "flag -name", "environment NAME" or "default".
-	Source string
-}
-
-// Load applies the environment to the options no flag set, once fs has
-// parsed the command line, and checks the result. It returns the
-// configuration, every option with its source, and every problem found.
-// A variable that does not parse is a problem, and leaves its option as it
-// was.
-func (l *Loader) Load(lookup func(string) (string, bool)) (Config, []Setting, error) {
-	set := map[string]bool{}
-	l.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var errs []error
-	settings := make([]Setting, 0, len(l.opts))
-	for _, o := range l.opts {
-		source := "default"
-		if set[o.flag] {
-			source = "flag -" + o.flag
-		} else {
-			for _, name := range o.env {
-				v, ok := lookup(name)
-				if !ok {
-					continue
-				}
-				if err := o.value.Set(v); err != nil {
-					errs = append(errs, fmt.Errorf("environment variable %s: %w", name, err))
-				} else {
-					source = "environment " + name
-				}
-				break
-			}
-		}
-		value := o.value.String()
-		if _, secret := o.value.(*secretValue); secret && value != "" {
-			value = fmt.Sprintf("(%d bytes, hidden)", len(value))
-		}
-		settings = append(settings, Setting{Flag: o.flag, Value: value, Source: source})
-	}
-	return *l.c, settings, errors.Join(append(errs, l.c.Validate())...)
+func bad(option, format string, args ...any) error {
+	return &OptionError{Option: option, Err: fmt.Errorf(format, args...)}
 }
 
 // Validate checks the values, and the ones that only make sense together.
+// A problem with one option's value is an *OptionError; all of them are
+// joined.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Addr == "" {
-		errs = append(errs, errors.New("addr: empty"))
+	errs = append(errs, checkAddr("addr", c.Addr))
+	if c.PprofAddr != "" {
+		errs = append(errs, checkAddr("pprof-addr", c.PprofAddr))
+	}
+	if !slices.Contains(Algorithms, c.PublisherJWTAlg) {
+		errs = append(errs, bad("publisher-jwt-alg", "%q is not one of %s", c.PublisherJWTAlg, strings.Join(Algorithms, ", ")))
+	}
+	if c.SubscriberJWTAlg != "" && !slices.Contains(Algorithms, c.SubscriberJWTAlg) {
+		errs = append(errs, bad("subscriber-jwt-alg", "%q is not one of %s", c.SubscriberJWTAlg, strings.Join(Algorithms, ", ")))
 	}
 	if !slices.Contains(Stores, c.Store) {
-		errs = append(errs, fmt.Errorf("store: %q is not one of %s", c.Store, strings.Join(Stores, ", ")))
+		errs = append(errs, bad("store", "%q is not one of %s", c.Store, strings.Join(Stores, ", ")))
 	}
 	if c.HistorySize < 0 {
-		errs = append(errs, fmt.Errorf("history-size: %d is negative", c.HistorySize))
+		errs = append(errs, bad("history-size", "%d is negative", c.HistorySize))
 	}
 	if c.Store != "memory" && c.DataDir == "" {
-		errs = append(errs, fmt.Errorf("data-dir: empty, and store %s keeps its files there", c.Store))
+		errs = append(errs, bad("data-dir", "empty, and store %s keeps its files there", c.Store))
 	}
 	if c.MaxBodySize <= 0 {
-		errs = append(errs, fmt.Errorf("max-body-size: %d is not positive", c.MaxBodySize))
+		errs = append(errs, bad("max-body-size", "%d is not positive", c.MaxBodySize))
 	}
 	for _, n := range []struct {
 		name string
 		n    int
 	}{{"max-topics", c.MaxTopics}, {"max-selectors", c.MaxSelectors}, {"max-claim-selectors", c.MaxClaimSelectors}, {"max-templates", c.MaxTemplates}} {
 		if n.n <= 0 {
-			errs = append(errs, fmt.Errorf("%s: %d is not positive", n.name, n.n))
+			errs = append(errs, bad(n.name, "%d is not positive", n.n))
 		}
 	}
 	if c.MaxConnections < 0 {
-		errs = append(errs, fmt.Errorf("max-connections: %d is negative (0 is no limit)", c.MaxConnections))
+		errs = append(errs, bad("max-connections", "%d is negative (0 is no limit)", c.MaxConnections))
 	}
 	for _, d := range []struct {
 		name string
 		d    time.Duration
 	}{{"heartbeat", c.Heartbeat}, {"batch-interval", c.BatchInterval}, {"max-batch-interval", c.MaxBatchInterval}, {"write-timeout", c.WriteTimeout}, {"history-max-age", c.HistoryMaxAge}, {"shutdown-timeout", c.ShutdownTimeout}} {
 		if d.d < 0 {
-			errs = append(errs, fmt.Errorf("%s: %v is negative", d.name, d.d))
+			errs = append(errs, bad(d.name, "%v is negative", d.d))
 		}
 	}
 	if c.DispatchTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("dispatch-timeout: %v is not positive", c.DispatchTimeout))
+		errs = append(errs, bad("dispatch-timeout", "%v is not positive", c.DispatchTimeout))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together"))
@@ -276,7 +247,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("subscriber-jwt-key without publisher-jwt-key: set both, or only the publisher key to use it for both"))
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
-		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+		errs = append(errs, bad("log-level", "%q is not debug, info, warn or error", c.LogLevel))
 	}
 	if c.MetricsAddr != "" && c.MetricsAddr != MetricsOnMain {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
@@ -284,94 +255,93 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		errs = append(errs, fmt.Errorf("log-format: %q is not text or json", c.LogFormat))
+		errs = append(errs, bad("log-format", "%q is not text or json", c.LogFormat))
 	}
 	return errors.Join(errs...)
 }
 
-type strValue string
-
-func (v *strValue) String() string     { return string(*v) }
-func (v *strValue) Set(s string) error { *v = strValue(s); return nil }
-
-// secretValue is a string that Setting does not show.
-type secretValue string
-
-func (v *secretValue) String() string     { return string(*v) }
-func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
-
-type boolValue bool
-
-func (v *boolValue) String() string { return strconv.FormatBool(bool(*v)) }
-func (v *boolValue) Set(s string) error {
-	b, err := strconv.ParseBool(s)
+// checkAddr checks the form of a listening address, without the network:
+// host:port, with a port that is a number from 0 to 65535 or a service's
+// name.
+func checkAddr(name, addr string) error {
+	const form = "write it like :8080 or 127.0.0.1:8080"
+	if addr == "" {
+		return bad(name, "empty; %s", form)
+	}
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return err
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err)
+		}
+		return bad(name, "%q is not host:port (%v); %s", addr, err, form)
 	}
-	*v = boolValue(b)
-	return nil
-}
-func (v *boolValue) IsBoolFlag() bool { return true }
-
-type boolPtrValue struct{ p **bool }
-
-func (v *boolPtrValue) String() string {
-	if v.p == nil || *v.p == nil {
-		return ""
+	if n, err := strconv.Atoi(port); err == nil {
+		if n < 0 || n > 65535 {
+			return bad(name, "port %d is out of range (0 to 65535)", n)
+		}
+		return nil
 	}
-	return strconv.FormatBool(**v.p)
-}
-func (v *boolPtrValue) Set(s string) error {
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return err
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return bad(name, "port %q is neither a number nor a known service; %s", port, form)
 	}
-	*v.p = &b
-	return nil
-}
-func (v *boolPtrValue) IsBoolFlag() bool { return true }
-
-type intValue int
-
-func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
-func (v *intValue) Set(s string) error {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return err
-	}
-	*v = intValue(n)
 	return nil
 }
 
-type int64Value int64
-
-func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
-func (v *int64Value) Set(s string) error {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return err
+// display is what check-config shows of the value of option name: the
+// value as its flag would take it, or, where the zero value stands for
+// something else, what the daemon runs with and why.
+func (c *Config) display(name, value string) string {
+	switch name {
+	case "publisher-jwt-key":
+		if value == "" {
+			return "(none: a key made up at each start, the development setup)"
+		}
+		return fmt.Sprintf("(%d bytes, hidden)", len(value))
+	case "subscriber-jwt-key":
+		if value == "" {
+			return "(the publisher key)"
+		}
+		return fmt.Sprintf("(%d bytes, hidden)", len(value))
+	case "subscriber-jwt-alg":
+		if value == "" {
+			return "(the publishers' algorithm, " + c.PublisherJWTAlg + ")"
+		}
+	case "anonymous":
+		if c.Anonymous == nil {
+			if c.PublisherJWTKey == "" {
+				return "true (the development setup: no key)"
+			}
+			return "false"
+		}
+	case "cors-origins", "publish-origins", "tls-cert", "tls-key", "pprof-addr":
+		if value == "" {
+			return "(none)"
+		}
+	case "heartbeat", "batch-interval", "write-timeout":
+		if value == "0s" {
+			return "0s (none)"
+		}
+	case "history-max-age":
+		if value == "0s" {
+			return "0s (no limit)"
+		}
+	case "max-batch-interval":
+		if c.MaxBatchInterval == 0 {
+			return fmt.Sprintf("4 × batch-interval = %v", 4*c.BatchInterval)
+		}
+	case "history-size":
+		if c.HistorySize == 0 {
+			return fmt.Sprintf("%d (store %s's default)", DefaultHistorySize(c.Store), c.Store)
+		}
+	case "max-connections":
+		if c.MaxConnections == 0 {
+			return "0 (no limit)"
+		}
+	case "data-dir":
+		if c.Store == "memory" {
+			return value + " (unused: store memory)"
+		}
 	}
-	*v = int64Value(n)
-	return nil
-}
-
-type durationValue time.Duration
-
-func (v *durationValue) String() string { return time.Duration(*v).String() }
-func (v *durationValue) Set(s string) error {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*v = durationValue(d)
-	return nil
-}
-
-// listValue takes origins separated by spaces or commas.
-type listValue []string
-
-func (v *listValue) String() string { return strings.Join(*v, " ") }
-func (v *listValue) Set(s string) error {
-	*v = strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
-	return nil
+	return value
 }
