@@ -44,7 +44,7 @@ go vet ./...
 
 step "go vet for macOS and Windows (the files of other platforms)"
 for goos in darwin windows; do
-	GOOS=$goos go vet ./hub/... ./internal/... ./sse/... ./client/...
+	GOOS=$goos go vet ./hub/... ./internal/... ./sse/... ./client/... ./store/...
 done
 
 step "sse and client import only the standard library"
@@ -66,10 +66,13 @@ HERALD_LONG=1 go test -count=1 -run 'Long' ./...
 
 if [ "$FUZZTIME" != "0" ]; then
 	step "fuzzing, $FUZZTIME per target"
-	for target in sse:FuzzDecode sse:FuzzRoundTrip hub:FuzzPublish hub:FuzzParseUpdate hub:FuzzSubscribe hub:FuzzMatch hub:FuzzParsePlain store/internal/record:FuzzDecode; do
+	for target in sse:FuzzDecode sse:FuzzRoundTrip hub:FuzzPublish hub:FuzzParseUpdate hub:FuzzSubscribe hub:FuzzMatch hub:FuzzParsePlain store/internal/record:FuzzDecode internal/config:FuzzExtraDirectives internal/config:FuzzFile; do
 		go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$FUZZTIME" "./${target%%:*}"
 	done
 fi
+
+step "the container image and the systemd unit"
+scripts/image-check.sh
 
 step "benchmark module: tests and one pass of each benchmark"
 (cd bench && go test -count=1 -bench . -benchtime 1x ./...)

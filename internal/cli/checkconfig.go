@@ -83,13 +83,13 @@ func configure(e *env, name, synopsis string, args []string, dryRun bool) (confi
 	c.addr("addr", cfg.Addr)
 	if cfg.PprofAddr != "" {
 		c.addr("pprof-addr", cfg.PprofAddr)
-		if cfg.PprofAddr == cfg.Addr {
+		if sameAddr(cfg.PprofAddr, cfg.Addr) {
 			c.problemf("pprof-addr: %s is also addr; give the profiling endpoints an address of their own", cfg.Addr)
 		}
 	}
 	if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err == nil { // Load reported any other value
 		c.addr("metrics-addr", cfg.MetricsAddr)
-		if cfg.MetricsAddr == cfg.Addr {
+		if sameAddr(cfg.MetricsAddr, cfg.Addr) {
 			c.problemf("metrics-addr: %s is also addr; write %q to serve /metrics on the hub's listener", cfg.Addr, config.MetricsOnMain)
 		}
 	}
@@ -281,4 +281,11 @@ func (c *checks) otherStore(cfg config.Config) {
 	if _, err := os.Stat(path); err == nil {
 		c.warnf("data-dir: %s holds a %s history, which store %s does not read: the hub would start from an empty history", path, name, cfg.Store)
 	}
+}
+
+// sameAddr reports whether two listening addresses are certainly the same:
+// equal, and not port 0, which picks a free port each time.
+func sameAddr(a, b string) bool {
+	_, port, err := net.SplitHostPort(a)
+	return a == b && err == nil && port != "0"
 }

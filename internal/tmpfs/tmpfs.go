@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package tmpfs mounts small tmpfs filesystems for tests of what a full
 // disk does: a history on one, and a ballast file that fills it up to the
 // last byte, then is removed to give the room back.
