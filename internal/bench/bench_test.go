@@ -400,8 +400,9 @@ func TestReconnectCatchesLoss(t *testing.T) {
 func TestSlow(t *testing.T) {
 	t.Parallel()
 	// The dispatch timeout is long beside a reader's stall on a busy
-	// machine, which would have the hub drop a reader too.
-	u := newTestHub(t, hub.Config{DispatchTimeout: time.Second, Heartbeat: -1})
+	// machine, which would have the hub drop a reader too: a reader
+	// would have to stop reading for 5 s, with megabytes pending.
+	u := newTestHub(t, hub.Config{DispatchTimeout: 5 * time.Second, Heartbeat: -1})
 	res, err := Slow(context.Background(), SlowConfig{
 		Target: Target{URL: u, PublisherToken: token(t)}, Slow: 20, Fast: 2, Others: 1,
 		Volume: 8 << 20, EventSize: 16 << 10, Wait: 20 * time.Second,
