@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/internal/tmpfs"
 	"github.com/herald-sse/herald/store/boltstore"
+	"github.com/herald-sse/herald/store/internal/faulttest"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,7 +30,7 @@ func TestDiskFull(t *testing.T) {
 	ctx := context.Background()
 	dir := tmpfs.Mount(t, 2<<20)
 	path := filepath.Join(dir, "history.db")
-	logs := newLogRecorder()
+	logs := faulttest.NewLogRecorder()
 	l := open(t, boltstore.Config{Path: path, Logger: slog.New(logs)})
 	var acked []string
 	publish := func(id string) error {
@@ -65,7 +65,7 @@ func TestDiskFull(t *testing.T) {
 	if err := l.Healthy(); !errors.Is(err, hub.ErrUnavailable) || !strings.Contains(err.Error(), "it retries") {
 		t.Fatalf("Healthy on a full disk: %v", err)
 	}
-	<-logs.attempts // an attempt to recover, which failed
+	<-logs.Attempts // an attempt to recover, which failed
 	if err := l.Healthy(); err == nil {
 		t.Fatal("recovered on a full disk")
 	}
@@ -86,7 +86,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	l = open(t, boltstore.Config{Path: path})
 	defer l.Close()
-	checkAcked(t, l, acked)
+	faulttest.CheckAcked(t, l, acked)
 }
 
 // A commit that fails otherwise (here the file's descriptor turns
@@ -98,7 +98,7 @@ func TestWriteError(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "history.db")
 	var file *os.File
-	logs := newLogRecorder()
+	logs := faulttest.NewLogRecorder()
 	l := open(t, boltstore.WithOpenFile(boltstore.Config{Path: path, Logger: slog.New(logs)}, func(name string, flag int, perm os.FileMode) (*os.File, error) {
 		f, err := os.OpenFile(name, flag, perm)
 		file = f
@@ -129,76 +129,13 @@ func TestWriteError(t *testing.T) {
 	if err := l.Healthy(); !errors.Is(err, hub.ErrUnavailable) || !strings.Contains(err.Error(), "restart herald") {
 		t.Fatalf("Healthy after a write error: %v", err)
 	}
-	if n := logs.count("restarted"); n != 1 {
-		t.Fatalf("%d error lines say that herald must be restarted: %q", n, logs.errors)
+	if n := logs.Count("restarted"); n != 1 {
+		t.Fatalf("%d error lines say that herald must be restarted: %q", n, logs.Errors())
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	l = open(t, boltstore.Config{Path: path})
 	defer l.Close()
-	checkAcked(t, l, acked)
-}
-
-// logRecorder is a slog.Handler that keeps a log's messages, and signals
-// each failed attempt to recover.
-type logRecorder struct {
-	mu       sync.Mutex
-	errors   []string      // the messages at error level
-	attempts chan struct{} // a failed attempt to recover, if any since the last receive
-}
-
-func newLogRecorder() *logRecorder { return &logRecorder{attempts: make(chan struct{}, 1)} }
-
-func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
-func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
-
-func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
-	if strings.Contains(rec.Message, "still cannot store events") {
-		select {
-		case r.attempts <- struct{}{}:
-		default:
-		}
-	}
-	if rec.Level >= slog.LevelError {
-		r.mu.Lock()
-		r.errors = append(r.errors, rec.Message)
-		r.mu.Unlock()
-	}
-	return nil
-}
-
-// count returns how many error messages hold s.
-func (r *logRecorder) count(s string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, m := range r.errors {
-		if strings.Contains(m, s) {
-			n++
-		}
-	}
-	return n
-}
-
-// checkAcked checks that l holds the acknowledged events in order, the
-// events of failed commits aside.
-func checkAcked(t *testing.T, l hub.Log, acked []string) {
-	t.Helper()
-	evs, err := l.Read(context.Background(), 1, 10_000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := 0
-	for _, e := range evs {
-		if i < len(acked) && e.ID == acked[i] {
-			i++
-		} else if !strings.HasPrefix(e.ID, "b") {
-			t.Fatalf("an event that was not published: %s", e.ID)
-		}
-	}
-	if i != len(acked) {
-		t.Fatalf("the history holds %d events; %d acknowledged ones of %v in order", len(evs), i, acked)
-	}
+	faulttest.CheckAcked(t, l, acked)
 }

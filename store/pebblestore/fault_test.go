@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/herald-sse/herald/hub"
+	"github.com/herald-sse/herald/store/internal/faulttest"
 	"github.com/herald-sse/herald/store/pebblestore"
 )
 
@@ -113,48 +113,6 @@ func (f *faultFile) Preallocate(off, n int64) error {
 	return f.File.Preallocate(off, n)
 }
 
-// logRecorder is a slog.Handler that keeps a log's messages, and signals
-// each failed attempt to recover.
-type logRecorder struct {
-	mu       sync.Mutex
-	errors   []string      // the messages at error level
-	attempts chan struct{} // a failed attempt to recover, if any since the last receive
-}
-
-func newLogRecorder() *logRecorder { return &logRecorder{attempts: make(chan struct{}, 1)} }
-
-func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
-func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
-
-func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
-	if strings.Contains(rec.Message, "still cannot store events") {
-		select {
-		case r.attempts <- struct{}{}:
-		default:
-		}
-	}
-	if rec.Level >= slog.LevelError {
-		r.mu.Lock()
-		r.errors = append(r.errors, rec.Message)
-		r.mu.Unlock()
-	}
-	return nil
-}
-
-// count returns how many error messages hold s.
-func (r *logRecorder) count(s string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, m := range r.errors {
-		if strings.Contains(m, s) {
-			n++
-		}
-	}
-	return n
-}
-
 // waitHealthy waits until l takes appends again. A store that never
 // recovers fails the test by its timeout.
 func waitHealthy(t *testing.T, l hub.HealthChecker) {
@@ -190,7 +148,7 @@ func TestFaults(t *testing.T) {
 			ctx := context.Background()
 			dir := filepath.Join(t.TempDir(), "history")
 			fs := &faultFS{FS: vfs.Default, syncOnly: tc.syncOnly}
-			logs := newLogRecorder()
+			logs := faulttest.NewLogRecorder()
 			l := open(t, pebblestore.WithFS(pebblestore.Config{Dir: dir, Logger: slog.New(logs)}, fs))
 			var acked []string
 			publish := func(id string) error {
@@ -226,12 +184,12 @@ func TestFaults(t *testing.T) {
 
 			if tc.recovers {
 				// While the fault lasts, the attempts to recover fail.
-				<-logs.attempts
+				<-logs.Attempts
 				if err := l.Healthy(); err == nil {
 					t.Fatal("recovered while the disk still fails")
 				}
-			} else if n := logs.count("restarted"); n != 1 {
-				t.Fatalf("%d error lines say that herald must be restarted: %q", n, logs.errors)
+			} else if n := logs.Count("restarted"); n != 1 {
+				t.Fatalf("%d error lines say that herald must be restarted: %q", n, logs.Errors())
 			}
 			fs.clear()
 			if tc.recovers {
@@ -250,28 +208,7 @@ func TestFaults(t *testing.T) {
 
 			l = open(t, pebblestore.Config{Dir: dir})
 			defer l.Close()
-			checkAcked(t, l, acked)
+			faulttest.CheckAcked(t, l, acked)
 		})
-	}
-}
-
-// checkAcked checks that l holds the acknowledged events in order, the
-// events of failed commits aside.
-func checkAcked(t *testing.T, l hub.Log, acked []string) {
-	t.Helper()
-	evs, err := l.Read(context.Background(), 1, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := 0
-	for _, e := range evs {
-		if i < len(acked) && e.ID == acked[i] {
-			i++
-		} else if !strings.HasPrefix(e.ID, "b") {
-			t.Fatalf("an event that was not published: %s", e.ID)
-		}
-	}
-	if i != len(acked) {
-		t.Fatalf("the history holds %d events; %d acknowledged ones of %v in order", len(evs), i, acked)
 	}
 }
