@@ -217,10 +217,10 @@ func TestCheckConfigFindings(t *testing.T) {
 		},
 		{
 			name:     "Mercure's directives herald cannot honour",
-			env:      map[string]string{"MERCURE_EXTRA_DIRECTIVES": "anonymous\nui\ntopic_selector_cache 100"},
+			env:      map[string]string{"MERCURE_EXTRA_DIRECTIVES": "anonymous\nplayground\ntopic_selector_cache 100"},
 			args:     append([]string{"-store", "memory", "-addr", "127.0.0.1:0"}, key...),
 			code:     cli.ExitOK,
-			warnings: []string{"MERCURE_EXTRA_DIRECTIVES line 2: ui: herald serves no web page", "MERCURE_EXTRA_DIRECTIVES line 3: topic_selector_cache: herald needs no cache"},
+			warnings: []string{"MERCURE_EXTRA_DIRECTIVES line 2: playground: herald serves one web page", "MERCURE_EXTRA_DIRECTIVES line 3: topic_selector_cache: herald needs no cache"},
 		},
 	}...) {
 		t.Run(tc.name, func(t *testing.T) {

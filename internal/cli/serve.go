@@ -25,6 +25,7 @@ import (
 	"github.com/herald-sse/herald/internal/metrics"
 	"github.com/herald-sse/herald/store/boltstore"
 	"github.com/herald-sse/herald/store/pebblestore"
+	"github.com/herald-sse/herald/web"
 )
 
 func runServe(e *env, args []string) (err error) {
@@ -109,7 +110,15 @@ func runServe(e *env, args []string) (err error) {
 	early.stop()
 
 	var stopping atomic.Bool
-	srv := newServer(routes(h, &stopping, cfg.MetricsAddr == config.MetricsOnMain))
+	var page http.Handler
+	if cfg.UI {
+		wc := web.Config{Anonymous: hc.Anonymous, Subscriptions: hc.Subscriptions, CookieName: cfg.CookieName}
+		if dev != nil {
+			wc.DevKey = []byte(dev.key) // the demo's token endpoint: development setup only
+		}
+		page = web.Handler(wc)
+	}
+	srv := newServer(routes(h, &stopping, cfg.MetricsAddr == config.MetricsOnMain, page))
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
@@ -119,6 +128,9 @@ func runServe(e *env, args []string) (err error) {
 	// is, and how to use the development setup.
 	startup := logging.New(e.stderr, cfg.LogFormat, "info")
 	startup.Info(fmt.Sprintf("herald %s: the hub is at %s%s", Version(), base, hub.Path), "history", where)
+	if page != nil {
+		startup.Info(fmt.Sprintf("the page is at %s/ (debugger, trip demo); -ui=false turns it off", base))
+	}
 	if dev != nil {
 		logDevSetup(startup, cfg.LogFormat, e.stderr, base, dev)
 	}
@@ -186,12 +198,19 @@ func closeHistory(ctx context.Context, history hub.Log) error {
 	}
 }
 
-// routes serves the hub, the health endpoints and, if asked, the metrics.
-// /readyz says whether the hub can take publications: not once stopping is
-// set, nor while the history refuses events.
-func routes(h *hub.Hub, stopping *atomic.Bool, withMetrics bool) http.Handler {
+// routes serves the hub, the health endpoints and, if asked, the metrics
+// and the web page (page, when not nil, gets every path the others do
+// not take). /readyz says whether the hub can take publications: not once
+// stopping is set, nor while the history refuses events.
+func routes(h *hub.Hub, stopping *atomic.Bool, withMetrics bool, page http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", h)
+	if page != nil {
+		mux.Handle(hub.Path, h)
+		mux.Handle(hub.Path+"/", h)
+		mux.Handle("/", page)
+	} else {
+		mux.Handle("/", h)
+	}
 	if withMetrics {
 		mux.Handle("GET /metrics", metrics.Handler(h))
 	}

@@ -19,7 +19,7 @@ func TestReadyzStopping(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stopping atomic.Bool
-	r := routes(h, &stopping, false)
+	r := routes(h, &stopping, false, nil)
 	get := func(path string) (int, string) {
 		rec := httptest.NewRecorder()
 		r.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

@@ -402,10 +402,10 @@ func TestServeMercureWarnings(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
 		"MERCURE_PUBLISHER_JWT_KEY": "a publisher key of 32 bytes or more",
-		"MERCURE_EXTRA_DIRECTIVES":  "subscriptions\ndemo",
+		"MERCURE_EXTRA_DIRECTIVES":  "subscriptions\nplayground",
 	}
 	base, stderr, _ := serve(t, env, "-store", "memory")
-	if out := stderr.String(); !strings.Contains(out, "MERCURE_EXTRA_DIRECTIVES line 2: demo: herald serves no web page") ||
+	if out := stderr.String(); !strings.Contains(out, "MERCURE_EXTRA_DIRECTIVES line 2: playground: herald serves one web page") ||
 		strings.Count(out, "MERCURE_EXTRA_DIRECTIVES") != 1 {
 		t.Errorf("no one warning of demo at start-up:\n%s", out)
 	}
@@ -461,5 +461,68 @@ func TestServeTLS(t *testing.T) {
 	var ev sse.Event
 	if err := sse.NewDecoder(resp.Body).Decode(&ev); err != nil || ev.Data != "secure" {
 		t.Fatalf("the subscriber got %+v, %v", ev, err)
+	}
+}
+
+// The web page is on by default, beside the hub and the health endpoints,
+// with its token endpoint in the development setup only; -ui=false gives
+// / back to the hub, which answers its JSON 404.
+func TestServeUI(t *testing.T) {
+	t.Parallel()
+	key := "-publisher-jwt-key=a publisher key of 32 bytes or more"
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		root  int    // GET /
+		token int    // POST /demo/token
+		ctype string // of GET /
+	}{
+		{"development setup", nil, 200, 200, "text/html; charset=utf-8"},
+		{"a configured key", []string{key}, 200, 404, "text/html; charset=utf-8"},
+		{"-ui=false", []string{"-ui=false"}, 404, 404, "application/json"},
+		{"-ui=false, a configured key", []string{"-ui=false", key}, 404, 404, "application/json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			base, stderr, _ := serve(t, nil, append([]string{"-store", "memory"}, tc.args...)...)
+			if on := strings.Contains(stderr.String(), "the page is at "+base+"/ "); on != (tc.root == 200) {
+				t.Errorf("the start-up lines say the page is on: %v, want %v:\n%s", on, tc.root == 200, stderr)
+			}
+			resp, err := http.Get(base + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.root || resp.Header.Get("Content-Type") != tc.ctype {
+				t.Errorf("GET /: %s %s, want %d %s", resp.Status, resp.Header.Get("Content-Type"), tc.root, tc.ctype)
+			}
+			if tc.root == 404 && !strings.Contains(string(body), `"error":"not_found"`) {
+				t.Errorf("GET / without the page: %s, want the hub's not_found", body)
+			}
+			resp, err = http.PostForm(base+"/demo/token", url.Values{"role": {"rider"}, "trip": {"t1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.token {
+				t.Errorf("POST /demo/token: %s, want %d", resp.Status, tc.token)
+			}
+			// The hub keeps its paths.
+			head, err := http.Head(base + "/.well-known/mercure?topic=a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			head.Body.Close()
+			if ct := head.Header.Get("Content-Type"); (head.StatusCode != 200 || ct != "text/event-stream") && (head.StatusCode != 401 || ct != "application/json") {
+				t.Errorf("HEAD /.well-known/mercure: %s %s, want the hub's answer", head.Status, ct)
+			}
+			if status, body := get(t, base+"/.well-known/mercure/subscriptions"); status != 404 || !strings.Contains(body, `"not_found"`) {
+				t.Errorf("GET /.well-known/mercure/subscriptions (off): %d %s", status, body)
+			}
+			if status, _ := get(t, base+"/healthz"); status != 200 {
+				t.Errorf("/healthz: %d", status)
+			}
+		})
 	}
 }

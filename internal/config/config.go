@@ -40,6 +40,8 @@ type Config struct {
 	PublishOrigins []string
 	CookieName     string
 	Subscriptions  bool
+	// UI serves the web page (welcome, debugger, demo) beside the hub.
+	UI bool
 
 	Heartbeat     time.Duration
 	BatchInterval time.Duration
@@ -121,6 +123,7 @@ func (c *Config) options() []option {
 		{"publish-origins", env("PUBLISH_ORIGINS"), "`origins` from which browsers may publish with a cookie; * for any", (*listValue)(&c.PublishOrigins)},
 		{"cookie-name", env("COOKIE_NAME"), "the cookie that may carry a token: its `name`", (*strValue)(&c.CookieName)},
 		{"subscriptions", env("SUBSCRIPTIONS"), "enable the subscriptions API and subscription events", (*boolValue)(&c.Subscriptions)},
+		{"ui", env("UI"), "serve the web page at / (welcome, debugger, trip demo); false for a deployment that exposes only the API", (*boolValue)(&c.UI)},
 		{"heartbeat", env("HEARTBEAT"), "the silence (a `duration`) after which a subscriber gets a comment; 0 for none", (*durationValue)(&c.Heartbeat)},
 		{"batch-interval", env("BATCH_INTERVAL"), "the shortest time (a `duration`) between two writes of events to one subscriber: the events that come within it go out together, those after a quiet spell at once; 0 for none", (*durationValue)(&c.BatchInterval)},
 		{"max-batch-interval", env("MAX_BATCH_INTERVAL"), "the longest (a `duration`) the batch interval stretches to while many subscribers get events faster than it; by default 4 × batch-interval, and batch-interval itself keeps the interval fixed", (*durationValue)(&c.MaxBatchInterval)},
@@ -157,6 +160,7 @@ func Default() Config {
 		Addr:            ":8080",
 		PublisherJWTAlg: "HS256",
 		CookieName:      "mercureAuthorization",
+		UI:              true,
 		Heartbeat:       40 * time.Second,
 		BatchInterval:   5 * time.Millisecond,
 		WriteTimeout:    600 * time.Second,

@@ -246,7 +246,7 @@ func (m *mercure) set(option, text string, d *directive, shown string) {
 // The messages of the directives herald does not honour: what it does
 // instead.
 const (
-	noUI    = "herald serves no web page; use herald subscribe and herald publish (docs/cli.md), or any EventSource, to watch and send updates: ignored"
+	noUI    = "herald serves one web page, with a debugger and a demo, at / (-ui, on by default); use it, or herald subscribe and herald publish (docs/cli.md): ignored"
 	noCache = "herald needs no cache here: it indexes exact topics and matches URI templates by their literal text (-max-templates bounds them): ignored"
 	noJWKS  = "herald does not fetch key sets; give the public key in PEM form with -publisher-jwt-key/-subscriber-jwt-key and the algorithm with -publisher-jwt-alg/-subscriber-jwt-alg: ignored"
 )
@@ -310,7 +310,11 @@ func (m *mercure) directive(d *directive) {
 		m.transport(d)
 	case "publisher_jwks_url", "subscriber_jwks_url":
 		m.warnf(d, noJWKS)
-	case "ui", "demo", "debugger", "playground":
+	case "ui", "demo":
+		// Mercure's UI and demo are herald's page: on by default, and on
+		// when asked for, whatever -ui's default becomes.
+		m.set("ui", "true", d, d.String())
+	case "debugger", "playground":
 		m.warnf(d, noUI)
 	case "topic_selector_cache", "topic_matcher_cache", "subscriber_list_cache_size":
 		m.warnf(d, noCache)
