@@ -101,6 +101,7 @@ function render() {
 // send publishes the trip as it now is; when the hub refuses, the trip
 // goes back to where it was before the click.
 async function send(before) {
+  showError(errorBox, null);
   busy = true;
   render();
   seq++;

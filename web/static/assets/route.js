@@ -31,12 +31,12 @@ export function draw(node) {
     svg("circle", { cx: points[pickup][0], cy: points[pickup][1], r: 7, class: "pickup" }),
     svg("rect", { x: points[last][0] - 7, y: points[last][1] - 7, width: 14, height: 14, class: "destination" }),
   );
-  const label = (p, text, dy) => {
-    const t = svg("text", { x: p[0], y: p[1] + dy, class: "label" });
+  const label = (p, text, dy, anchor = "middle") => {
+    const t = svg("text", { x: p[0], y: p[1] + dy, class: "label", "text-anchor": anchor });
     t.textContent = text;
     return t;
   };
-  node.append(label(points[0], "start", 24), label(points[pickup], "pickup", 24), label(points[last], "destination", -14));
+  node.append(label(points[0], "start", 24), label(points[pickup], "pickup", 24), label(points[last], "destination", 24, "end"));
   const car = svg("circle", { cx: points[0][0], cy: points[0][1], r: 9, class: "car" });
   const title = svg("title", {});
   car.append(title);
