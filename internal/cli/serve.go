@@ -379,9 +379,17 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 			return hub.Config{}, nil, fmt.Errorf("subscriber-jwt-key: %w", err)
 		}
 	}
-	anonymous := dev != nil
+	// The development setup is Mercure's: anonymous subscribers, the
+	// subscriptions API, and pages on any origin; each can be set.
+	anonymous, subscriptions, cors := dev != nil, dev != nil, cfg.CORSOrigins
 	if cfg.Anonymous != nil {
 		anonymous = *cfg.Anonymous
+	}
+	if cfg.Subscriptions != nil {
+		subscriptions = *cfg.Subscriptions
+	}
+	if cors == nil && dev != nil {
+		cors = []string{"*"}
 	}
 	hc := hub.Config{
 		PublisherKey:     pk,
@@ -389,8 +397,8 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 		Anonymous:        anonymous,
 		CookieName:       cfg.CookieName,
 		PublishOrigins:   cfg.PublishOrigins,
-		CORSOrigins:      cfg.CORSOrigins,
-		Subscriptions:    cfg.Subscriptions,
+		CORSOrigins:      cors,
+		Subscriptions:    subscriptions,
 		Heartbeat:        orNone(cfg.Heartbeat),
 		BatchInterval:    orNone(cfg.BatchInterval),
 		MaxBatchInterval: cfg.MaxBatchInterval,
@@ -464,7 +472,7 @@ func logDevSetup(logger *slog.Logger, format string, w io.Writer, base string, d
 	hubURL := base + hub.Path
 	if format == "json" {
 		logger.Info("development setup: no key is configured, so herald made one up for this run; set HERALD_PUBLISHER_JWT_KEY (or MERCURE_PUBLISHER_JWT_KEY) to choose your own",
-			"key", dev.key, "alg", "HS256", "anonymous", true, "token", dev.token,
+			"key", dev.key, "alg", "HS256", "anonymous", true, "subscriptions", true, "cors_origins", "*", "token", dev.token,
 			"subscribe", []string{
 				fmt.Sprintf("herald subscribe -hub %s -topic demo", base),
 				fmt.Sprintf("curl -N '%s?topic=demo'", hubURL),
@@ -484,7 +492,9 @@ func printDevSetup(w io.Writer, base string, dev *devSetup) {
 	b.WriteString("\nDevelopment setup: no key is configured, so herald made one up for this run.\n")
 	fmt.Fprintf(&b, "  Key (HS256, publishers and subscribers): %s\n", dev.key)
 	b.WriteString("  Set HERALD_PUBLISHER_JWT_KEY (or MERCURE_PUBLISHER_JWT_KEY) to choose your own.\n")
-	b.WriteString("  Anonymous subscribers are allowed. A token that may publish and subscribe to every topic:\n")
+	b.WriteString("  As in Mercure's development setup, anonymous subscribers are allowed, the subscriptions API is on,\n")
+	b.WriteString("  and pages on any origin may subscribe and publish with credentials (CORS; -cors-origins to list yours).\n")
+	b.WriteString("  A token that may publish and subscribe to every topic:\n")
 	fmt.Fprintf(&b, "    %s\n\n", dev.token)
 	b.WriteString("  Subscribe:\n")
 	fmt.Fprintf(&b, "    herald subscribe -hub %s -topic demo\n", base)

@@ -36,10 +36,14 @@ type Config struct {
 	// subscribers only in its development setup (no key configured).
 	Anonymous *bool
 
+	// CORSOrigins is nil when not set: the daemon then allows every
+	// origin ("*") in its development setup, and none otherwise.
 	CORSOrigins    []string
 	PublishOrigins []string
 	CookieName     string
-	Subscriptions  bool
+	// Subscriptions is nil when not set: the daemon then enables the
+	// subscriptions API only in its development setup.
+	Subscriptions *bool
 
 	Heartbeat     time.Duration
 	BatchInterval time.Duration
@@ -117,10 +121,10 @@ func (c *Config) options() []option {
 		{"subscriber-jwt-key", env("SUBSCRIBER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY", "JWT_KEY"), "the `key` that verifies subscribers' tokens (default: the publisher key)", (*secretValue)(&c.SubscriberJWTKey)},
 		{"subscriber-jwt-alg", env("SUBSCRIBER_JWT_ALG", "MERCURE_SUBSCRIBER_JWT_ALG"), "the subscribers' signing `algorithm` (default: the publishers')", (*strValue)(&c.SubscriberJWTAlg)},
 		{"anonymous", env("ANONYMOUS", "ALLOW_ANONYMOUS"), "allow subscribers without a token (default: only when no key is configured)", &boolPtrValue{&c.Anonymous}},
-		{"cors-origins", env("CORS_ORIGINS"), "`origins` allowed to make cross-origin requests, separated by spaces or commas; * for any", (*listValue)(&c.CORSOrigins)},
+		{"cors-origins", env("CORS_ORIGINS"), "`origins` allowed to make cross-origin requests, separated by spaces or commas; * for any (default: any only when no key is configured)", (*listValue)(&c.CORSOrigins)},
 		{"publish-origins", env("PUBLISH_ORIGINS"), "`origins` from which browsers may publish with a cookie; * for any", (*listValue)(&c.PublishOrigins)},
 		{"cookie-name", env("COOKIE_NAME"), "the cookie that may carry a token: its `name`", (*strValue)(&c.CookieName)},
-		{"subscriptions", env("SUBSCRIPTIONS"), "enable the subscriptions API and subscription events", (*boolValue)(&c.Subscriptions)},
+		{"subscriptions", env("SUBSCRIPTIONS"), "enable the subscriptions API and subscription events (default: only when no key is configured)", &boolPtrValue{&c.Subscriptions}},
 		{"heartbeat", env("HEARTBEAT"), "the silence (a `duration`) after which a subscriber gets a comment; 0 for none", (*durationValue)(&c.Heartbeat)},
 		{"batch-interval", env("BATCH_INTERVAL"), "the shortest time (a `duration`) between two writes of events to one subscriber: the events that come within it go out together, those after a quiet spell at once; 0 for none", (*durationValue)(&c.BatchInterval)},
 		{"max-batch-interval", env("MAX_BATCH_INTERVAL"), "the longest (a `duration`) the batch interval stretches to while many subscribers get events faster than it; by default 4 × batch-interval, and batch-interval itself keeps the interval fixed", (*durationValue)(&c.MaxBatchInterval)},
@@ -307,14 +311,24 @@ func (c *Config) display(name, value string) string {
 		if value == "" {
 			return "(the publishers' algorithm, " + c.PublisherJWTAlg + ")"
 		}
-	case "anonymous":
-		if c.Anonymous == nil {
+	case "anonymous", "subscriptions":
+		if value == "" {
 			if c.PublisherJWTKey == "" {
 				return "true (the development setup: no key)"
 			}
 			return "false"
 		}
-	case "cors-origins", "publish-origins", "tls-cert", "tls-key", "pprof-addr":
+	case "cors-origins":
+		if c.CORSOrigins == nil {
+			if c.PublisherJWTKey == "" {
+				return "* (the development setup: no key)"
+			}
+			return "(none)"
+		}
+		if value == "" {
+			return "(none)"
+		}
+	case "publish-origins", "tls-cert", "tls-key", "pprof-addr":
 		if value == "" {
 			return "(none)"
 		}
