@@ -10,6 +10,7 @@ package browser_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -413,6 +414,75 @@ func TestEventSourceStopsAtTheEnd(t *testing.T) {
 	}
 	if h := reqs[1].Header.Get("Last-Event-ID"); h != last.ID {
 		t.Errorf("the reconnection had Last-Event-ID %q, want %q", h, last.ID)
+	}
+	tab.NoProblems()
+}
+
+// Over HTTP/2 one connection carries every stream, so a page can hold more
+// EventSources to one hub than HTTP/1.1's six connections per host.
+func TestEventSourceTwelveStreamsOverHTTP2(t *testing.T) {
+	t.Parallel()
+	page := pageServer(t)
+	cert, key := browser.TestCert(t)
+	hub := "https://" + startHub(t, "-anonymous", "-cors-origins", page.URL, "-tls-cert", cert, "-tls-key", key)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: browser.TestCertPool(t)}, ForceAttemptHTTP2: true}}
+	t.Cleanup(client.CloseIdleConnections)
+
+	tab := browser.NewTab(t)
+	tab.Navigate(pageURL(page.URL, hub, []string{topicA}, "n", "12"))
+	tab.WaitFor(`window.streams.every(s => s.opens === 1)`, `window.state()`)
+	id := publish(t, client, hub, update(topicA, "to all twelve"))
+	tab.WaitFor(`window.streams.every(s => s.events.length === 1)`, `window.state()`)
+	for i, s := range streams(tab) {
+		if want := []event{{ID: id, Data: "to all twelve"}}; !slices.Equal(s.Events, want) || s.ReadyState != open {
+			t.Errorf("stream %d: %+v, want %v on an open stream", i, s, want)
+		}
+	}
+	// The browser's word for the protocol of each stream's response.
+	var h2 int
+	for _, r := range tab.Requests() {
+		if r.Type != "EventSource" {
+			continue
+		}
+		if r.Protocol != "h2" || r.Status != http.StatusOK {
+			t.Errorf("%s: %d over %q, want 200 over h2", r.URL, r.Status, r.Protocol)
+		}
+		h2++
+	}
+	if h2 != 12 {
+		t.Errorf("%d EventSource requests over h2, want 12", h2)
+	}
+	tab.NoProblems()
+}
+
+// The contrast: over HTTP/1.1 Chromium opens at most six connections to a
+// host, so of twelve EventSources six stream and six wait to connect for as
+// long as the first six stay open.
+func TestEventSourceSixStreamsOverHTTP1(t *testing.T) {
+	t.Parallel()
+	page := pageServer(t)
+	hub := "http://" + startHub(t, "-anonymous", "-cors-origins", page.URL)
+	tab := browser.NewTab(t)
+	tab.Navigate(pageURL(page.URL, hub, []string{topicA}, "n", "12"))
+	tab.WaitFor(`window.streams.filter(s => s.opens === 1).length === 6`, `window.state()`)
+	publish(t, http.DefaultClient, hub, update(topicA, "to the six"))
+	tab.WaitFor(`window.streams.filter(s => s.events.length === 1).length === 6`, `window.state()`)
+	var opened, waiting int
+	for _, s := range streams(tab) {
+		switch {
+		case s.Opens == 1 && len(s.Events) == 1 && s.ReadyState == open:
+			opened++
+		case s.Opens == 0 && len(s.Events) == 0 && s.ReadyState == connecting:
+			waiting++
+		}
+	}
+	if opened != 6 || waiting != 6 {
+		t.Errorf("%d streams open with the event and %d waiting to connect, want 6 and 6: %+v", opened, waiting, streams(tab))
+	}
+	for _, r := range tab.Requests() {
+		if r.Type == "EventSource" && r.Status != 0 && r.Protocol != "http/1.1" {
+			t.Errorf("%s: over %q, want http/1.1", r.URL, r.Protocol)
+		}
 	}
 	tab.NoProblems()
 }
