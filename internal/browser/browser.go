@@ -15,7 +15,8 @@
 //		var ids []string
 //		tab.Eval(`window.events.map(e => e.id)`, &ids)
 //		tab.NoProblems()
-//		tab.Screenshot("docs/screenshots/page-phone.png", browser.Phone)
+//		// A test runs in its package's directory.
+//		tab.Screenshot("../../docs/screenshots/page-phone.png", browser.Phone)
 //	}
 //
 // The shared browser starts at the first [Shared] or [NewTab] of the binary
@@ -24,22 +25,40 @@
 // parallel tests share nothing but the process. A tab closes at the end of its
 // test.
 //
-// A tab records, from its start, what a page test asserts "none" of (see
-// [Problem]): messages the page writes with console.error, exceptions nothing
-// caught, errors of the browser's own log (a refused CORS request, a resource
-// that failed to load) and requests that failed or were answered with a status
-// of 400 or more. [Tab.Requests] lists every request the page made, with its
-// status and the protocol it went over ("http/1.1", "h2").
+// What a Tab offers (each method fails the test when the browser does):
 //
-// Every wait is bounded: [Tab.WaitFor] polls a JavaScript condition in the page
-// until it holds or [Tab.Timeout] (30 s by default) passes, which only a broken
-// run reaches. Nothing sleeps.
+//   - [Tab.Navigate] loads a URL and waits for its load event.
+//   - [Tab.Eval] evaluates a JavaScript expression (awaiting a promise) and
+//     decodes its JSON value.
+//   - [Tab.WaitFor] polls a JavaScript condition until it is truthy, and on
+//     timeout shows a second expression's value and the problems recorded.
+//   - [Tab.Problems], [Tab.NoProblems] and [Tab.WaitProblem]: what a page test
+//     asserts "none" of (see [Problem]): console.error calls, exceptions nothing
+//     caught, errors of the browser's own log (a request CORS refused, a
+//     resource that failed to load), and requests that failed or were
+//     answered with a status of 400 or more.
+//   - [Tab.Requests] and [Tab.WaitRequests]: every request the page made, with
+//     its type ("EventSource", "Fetch", …), its status and the protocol it went
+//     over ("http/1.1", "h2"), as the browser reports them.
+//   - [Tab.Screenshot] and [Tab.FullScreenshot] write a PNG of the page
+//     rendered at a [Viewport] ([Phone], [Desktop]).
+//   - [Tab.Context] is the tab's chromedp context, for anything else (clicks,
+//     keys, cookies through CDP).
+//
+// Every wait is bounded by [Tab.Timeout] (30 s by default), which only a
+// broken run reaches, and waits for a condition: nothing sleeps.
+//
+// The tests of this package check the Mercure protocol as a page's
+// EventSource sees it, against herald serve run in process (hub_test.go):
+// public and private updates, the cookie across origins, resumption after a
+// cut connection, the end of a topic, twelve streams over HTTP/2.
 //
 // HTTPS: the shared browser trusts the certificate of [TestCert] (a
 // self-signed certificate for 127.0.0.1, ::1 and localhost, made once per test
 // binary), by the hash of its public key
 // (--ignore-certificate-errors-spki-list); any other invalid certificate
-// fails as it would for a user. A browser of one's own, from [Start], trusts
+// fails as it would for a user. [TestTLSConfig] serves the certificate from a
+// test's own HTTPS server, and [TestCertPool] trusts it in a Go client. A browser of one's own, from [Start], trusts
 // the certificates of [Options.TrustCerts], or any with
 // [Options.IgnoreCertificateErrors].
 //

@@ -2,12 +2,18 @@ package browser_test
 
 import (
 	"bytes"
+	"fmt"
 	"image/png"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/herald-sse/herald/internal/browser"
 )
@@ -98,5 +104,48 @@ func TestScreenshot(t *testing.T) {
 		if w, h := int(float64(c.v.Width)*scale), int(float64(c.v.Height)*scale); cfg.Width != w || cfg.Height != h {
 			t.Errorf("%s: %dx%d, want %dx%d", c.name, cfg.Width, cfg.Height, w, h)
 		}
+	}
+}
+
+// The shared browser trusts the test certificate; a browser of one's own
+// trusts it only when told to, or every certificate when told to.
+func TestCertificates(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<!doctype html><link rel="icon" href="data:,"><p>%s</p>`, r.Proto)
+	}))
+	srv.TLS = browser.TestTLSConfig(t)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	tab := browser.NewTab(t)
+	tab.Navigate(srv.URL)
+	var proto string
+	tab.Eval(`document.querySelector("p").textContent`, &proto)
+	if proto != "HTTP/2.0" {
+		t.Errorf("the page came over %s, want HTTP/2.0", proto)
+	}
+	tab.NoProblems()
+
+	for _, c := range []struct {
+		name  string
+		opts  browser.Options
+		loads bool
+	}{
+		{"no trust", browser.Options{}, false},
+		{"ignoring certificate errors", browser.Options{IgnoreCertificateErrors: true}, true},
+	} {
+		b, err := browser.Start(c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = chromedp.Run(b.NewTab(t).Context(), chromedp.NavigateResponse(srv.URL))
+		if c.loads && err != nil || !c.loads && (err == nil || !strings.Contains(err.Error(), "ERR_CERT")) {
+			t.Errorf("%s: loading the page: %v", c.name, err)
+		}
+		b.Close()
+		b.Close() // idempotent
 	}
 }
