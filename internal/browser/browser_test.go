@@ -137,15 +137,18 @@ func TestCertificates(t *testing.T) {
 		{"no trust", browser.Options{}, false},
 		{"ignoring certificate errors", browser.Options{IgnoreCertificateErrors: true}, true},
 	} {
-		b, err := browser.Start(c.opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = chromedp.Run(b.NewTab(t).Context(), chromedp.NavigateResponse(srv.URL))
-		if c.loads && err != nil || !c.loads && (err == nil || !strings.Contains(err.Error(), "ERR_CERT")) {
-			t.Errorf("%s: loading the page: %v", c.name, err)
-		}
-		b.Close()
-		b.Close() // idempotent
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			b, err := browser.Start(c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = chromedp.Run(b.NewTab(t).Context(), chromedp.NavigateResponse(srv.URL))
+			if c.loads && err != nil || !c.loads && (err == nil || !strings.Contains(err.Error(), "ERR_CERT")) {
+				t.Errorf("loading the page: %v", err)
+			}
+			b.Close()
+			b.Close() // idempotent
+		})
 	}
 }
