@@ -128,6 +128,10 @@ var (
 		{"probe p99", []string{"probe_latency", "p99_ms"}, 0, "%.0f ms", false},
 		{"hub CPU s", []string{"hub_cpu_seconds"}, 0, "%.2f", false},
 	}
+	h2Metrics = append([]metric{
+		{"KiB per stream", []string{"hub_bytes_per_connection"}, 1.0 / 1024, "%.2f", false},
+		{"KiB per TCP connection", []string{"hub_bytes_per_tcp_connection"}, 1.0 / 1024, "%.2f", false},
+	}, connsMetrics[1:]...)
 	reconnectMetrics = []metric{
 		{"lost", []string{"missing"}, 0, "%.0f", false},
 		{"duplicated", []string{"duplicated"}, 0, "%.0f", false},
@@ -178,6 +182,14 @@ var suites = map[string]suite{
 	// Idle connections: memory per connection, heartbeats, a probe.
 	"conns": {"herald,nchan,mercure", []scenario{
 		{name: "10,000 connections held 20 s", args: []string{"conns", "-subscribers", "10000", "-rate", "2000", "-hold", "20s"}, metrics: connsMetrics},
+	}, false},
+	// The idle cost of an HTTP/2 subscriber beside HTTP/1.1's, on one hub
+	// that accepts both (h2c): a stream per connection, and 100 streams
+	// on each connection.
+	"h2": {"herald-h2c", []scenario{
+		{name: "HTTP/1.1: 10,000 connections held 20 s", args: []string{"conns", "-subscribers", "10000", "-rate", "2000", "-hold", "20s"}, metrics: connsMetrics},
+		{name: "HTTP/2 (h2c): 10,000 streams, one per connection, held 20 s", args: []string{"conns", "-h2", "-streams-per-conn", "1", "-subscribers", "10000", "-rate", "2000", "-hold", "20s"}, metrics: h2Metrics},
+		{name: "HTTP/2 (h2c): 10,000 streams, 100 per connection, held 20 s", args: []string{"conns", "-h2", "-streams-per-conn", "100", "-subscribers", "10000", "-rate", "2000", "-hold", "20s"}, metrics: h2Metrics},
 	}, false},
 	// As many subscribers as the file-descriptor limit allows.
 	// Subscribers that never read beside a few that read everything.
@@ -243,6 +255,7 @@ func main() {
 		"herald":        heraldHub("herald", herald),
 		"herald-bolt":   heraldHub("herald-bolt", herald, "-store", "bolt"),
 		"herald-memory": heraldHub("herald-memory", herald, "-store", "memory"),
+		"herald-h2c":    heraldHub("herald-h2c", herald, "-h2c"),
 	}
 	if slices.Contains(names, "mercure") {
 		mercure := filepath.Join(work, "mercure")
