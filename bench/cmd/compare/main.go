@@ -34,6 +34,7 @@ import (
 	"log"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -634,6 +635,13 @@ func run(herald string, h hub, sc scenario, dir string) (map[string]any, error) 
 	if err := waitPort(port, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("%w; its output: %s", err, logs.String())
 	}
+	if h.bin != "" {
+		// herald listens before its history is open, and answers 503
+		// until then: the run starts once it is ready.
+		if err := waitReady(port, 30*time.Second); err != nil {
+			return nil, fmt.Errorf("%w; its output: %s", err, logs.String())
+		}
+	}
 	pids, err := h.pids(cmd)
 	if err != nil {
 		return nil, err
@@ -692,6 +700,22 @@ func waitPort(port int, d time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return errors.New("the hub did not start listening")
+}
+
+// waitReady waits until herald's /readyz no longer answers 503.
+func waitReady(port int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				return nil // ready, or a herald of before /readyz
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.New("the hub did not become ready")
 }
 
 func median(vs []float64) float64 {
