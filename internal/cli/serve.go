@@ -62,13 +62,28 @@ func runServe(e *env, args []string) (err error) {
 		return usageError{err}
 	}
 	var tlsConfig *tls.Config
-	if cfg.TLSCert != "" {
+	var devTLS *devCert
+	switch {
+	case cfg.TLSCert != "":
 		pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return fmt.Errorf("tls-cert and tls-key: %w", err)
 		}
 		// With a certificate here, h.Serve speaks TLS, and HTTP/2.
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
+	case cfg.DevTLS:
+		if devTLS, err = loadDevCert(cfg.DataDir, time.Now()); err != nil {
+			return err
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{devTLS.pair}}
+	}
+	var protocols *http.Protocols
+	if cfg.H2C {
+		// HTTP/2 with prior knowledge beside HTTP/1.1: net/http tells
+		// them apart by the preface, which h.Serve hands over untouched.
+		protocols = new(http.Protocols)
+		protocols.SetHTTP1(true)
+		protocols.SetUnencryptedHTTP2(true)
 	}
 	// The address is taken before the history is opened, which can take
 	// seconds: a taken port fails at once, and meanwhile probes learn
@@ -77,9 +92,18 @@ func runServe(e *env, args []string) (err error) {
 	if err != nil {
 		return listenError("addr", cfg.Addr, err)
 	}
+	var redirectLn net.Listener
+	if cfg.HTTPRedirectAddr != "" {
+		if redirectLn, err = net.Listen("tcp", cfg.HTTPRedirectAddr); err != nil {
+			_ = ln.Close()
+			return listenError("http-redirect-addr", cfg.HTTPRedirectAddr, err)
+		}
+		defer redirectLn.Close()
+	}
 	newServer := func(h http.Handler) *http.Server {
 		return &http.Server{
 			TLSConfig:         tlsConfig.Clone(), // a server adds to its own
+			Protocols:         protocols,
 			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second, // a slow client cannot hold a connection before its request
 			IdleTimeout:       2 * time.Minute,
@@ -111,7 +135,7 @@ func runServe(e *env, args []string) (err error) {
 	var stopping atomic.Bool
 	srv := newServer(routes(h, &stopping, cfg.MetricsAddr == config.MetricsOnMain))
 	scheme := "http"
-	if cfg.TLSCert != "" {
+	if tlsConfig != nil {
 		scheme = "https"
 	}
 	base := scheme + "://" + displayAddr(ln.Addr())
@@ -121,6 +145,13 @@ func runServe(e *env, args []string) (err error) {
 	startup.Info(fmt.Sprintf("herald %s: the hub is at %s%s", Version(), base, hub.Path), "history", where)
 	if dev != nil {
 		logDevSetup(startup, cfg.LogFormat, e.stderr, base, dev)
+	}
+	if devTLS != nil {
+		logDevTLS(startup, cfg.LogFormat, e.stderr, base, devTLS)
+	}
+	if redirectLn != nil {
+		defer serveRedirect(redirectLn, ln.Addr(), srv.ErrorLog)()
+		startup.Info("redirecting plain HTTP to HTTPS", "from", "http://"+displayAddr(redirectLn.Addr()), "to", base)
 	}
 	if cfg.MetricsAddr != "" && cfg.MetricsAddr != config.MetricsOnMain {
 		stop, err := serveMetrics(cfg.MetricsAddr, h, logger, startup)
