@@ -14,9 +14,16 @@ require (
 	github.com/tmaxmax/go-sse v0.12.0
 )
 
-require github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+require (
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+)
 
-require github.com/pelletier/go-toml/v2 v2.4.3
+require (
+	github.com/chromedp/cdproto v0.160.1
+	github.com/chromedp/chromedp v0.23.1
+	github.com/pelletier/go-toml/v2 v2.4.3
+)
 
 require (
 	github.com/DataDog/zstd v1.5.7 // indirect

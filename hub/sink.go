@@ -209,7 +209,15 @@ func (s *handlerSink) send(bufs [][]byte) (bool, error) {
 			return false, err
 		}
 	}
-	return true, s.rc.Flush()
+	if err := s.rc.Flush(); err != nil {
+		return false, err
+	}
+	// The deadline bounds this write only. An HTTP/2 stream's deadline is
+	// a timer that resets the stream when it fires, written to or not: left
+	// in place, it would cut an idle subscriber a dispatch timeout after
+	// its last write, long before the next heartbeat.
+	_ = s.rc.SetWriteDeadline(time.Time{})
+	return true, nil
 }
 
 func (s *handlerSink) finish() error { return nil }

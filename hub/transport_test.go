@@ -40,6 +40,27 @@ func TestHTTP2(t *testing.T) {
 	waitFor(t, "the HTTP/2 subscriber to leave", func() bool { return hub.Subscribers(h) == 0 })
 }
 
+// An HTTP/2 stream idle for longer than the dispatch timeout lives on: the
+// write deadline of each write is cleared after it, where, left in place,
+// HTTP/2's would reset the idle stream when it fired.
+func TestHTTP2IdlePastDispatchTimeout(t *testing.T) {
+	t.Parallel()
+	h := newHub(t, hub.Config{DispatchTimeout: 500 * time.Millisecond, Heartbeat: time.Second})
+	th := serveHub(t, h, httptest.NewUnstartedServer(h), true)
+	s := th.subscribe(t, q("topic", "a"), nil)
+	if s.resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s", s.resp.Proto)
+	}
+	// Two heartbeats written, each after an idle spell twice the dispatch
+	// timeout.
+	start := h.Stats().WrittenBytes
+	waitFor(t, "two heartbeats", func() bool { return h.Stats().WrittenBytes >= start+2*uint64(len(":\n")) })
+	if _, err := h.Publish(t.Context(), hub.Update{Topics: []string{"a"}, Data: "still open"}); err != nil {
+		t.Fatal(err)
+	}
+	s.expect(t, "still open")
+}
+
 // A hub mounted behind middleware that hides the hijacker still serves
 // HTTP/1.1 clients, from the handler.
 func TestNotHijackable(t *testing.T) {

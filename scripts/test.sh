@@ -56,6 +56,16 @@ for pkg in ./sse ./client; do
 	fi
 done
 
+# The browser tests (internal/browser) drive Debian's Chromium; they fail
+# without it.
+step "chromium"
+if [ ! -x /usr/bin/chromium ]; then
+	apt="env DEBIAN_FRONTEND=noninteractive apt-get"
+	[ "$(id -u)" -eq 0 ] || apt="sudo $apt"
+	$apt install -y chromium || { $apt update && $apt install -y chromium; }
+fi
+/usr/bin/chromium --version
+
 step "go test -race"
 go test -race -count=1 ./...
 

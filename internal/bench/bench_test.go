@@ -260,6 +260,51 @@ func TestConns(t *testing.T) {
 	}
 }
 
+// Over HTTP/2 with prior knowledge, the subscribers are streams, as many
+// to a connection as asked, and each receives the probe; a hub that does
+// not speak h2c fails every one (each stream's response must be HTTP/2).
+func TestConnsHTTP2(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		h2c  bool
+	}{{"h2c", true}, {"HTTP/1.1 only", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h, err := hub.New(hub.Config{PublisherKey: mustKey(t), Anonymous: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewUnstartedServer(h)
+			srv.Config.Protocols = new(http.Protocols)
+			srv.Config.Protocols.SetHTTP1(true)
+			srv.Config.Protocols.SetUnencryptedHTTP2(c.h2c)
+			srv.Start()
+			t.Cleanup(func() {
+				srv.Close()
+				h.Close()
+			})
+			res, err := Conns(t.Context(), ConnsConfig{
+				Target:      Target{URL: srv.URL + hub.Path, PublisherToken: token(t)},
+				Subscribers: 30, Topics: 2, Hold: time.Millisecond, HTTP2: true, StreamsPerConn: 10,
+				Probe: 30 * time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.h2c {
+				if res.Connected != 0 || res.Failed != 30 {
+					t.Fatalf("%+v", res)
+				}
+				return
+			}
+			if res.Connected != 30 || res.Connections != 3 || res.Failed != 0 || res.ProbeReceived != 30 || res.Dropped != 0 {
+				t.Fatalf("%+v", res)
+			}
+		})
+	}
+}
+
 // Connections a hub refuses are counted by kind, and the run says so.
 func TestConnsFailures(t *testing.T) {
 	t.Parallel()

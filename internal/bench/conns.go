@@ -26,6 +26,12 @@ type ConnsConfig struct {
 	Probe       time.Duration // how long every connection has to receive the probe
 	PIDs        []int         // the hub's processes, to read their memory and CPU time; none skips that
 	Progress    io.Writer     // receives a progress line each second; nil for none
+
+	// HTTP2 opens the subscriptions as HTTP/2 streams with prior
+	// knowledge (h2c), StreamsPerConn on each connection (0 for 1, at most
+	// MaxStreamsPerConn); the hub must accept h2c (herald serve -h2c).
+	HTTP2          bool
+	StreamsPerConn int
 }
 
 // ConnsResult is what a connection run measured.
@@ -33,6 +39,9 @@ type ConnsResult struct {
 	Protocol       Protocol       `json:"protocol"`
 	Subscribers    int            `json:"subscribers"`
 	Topics         int            `json:"topics"`
+	HTTP2          bool           `json:"http2,omitempty"`
+	StreamsPerConn int            `json:"streams_per_connection,omitempty"` // over HTTP/2
+	Connections    int            `json:"connections"`                      // the TCP connections the subscribers held
 	Rate           float64        `json:"rate"`
 	HoldSeconds    float64        `json:"hold_seconds"`
 	Connected      int            `json:"connected"`
@@ -48,8 +57,9 @@ type ConnsResult struct {
 	ProbeLatency   Summary        `json:"probe_latency"` // from the publication to each reception
 
 	HubRSSBefore     int64   `json:"hub_rss_before_bytes,omitempty"`
-	HubRSSHeld       int64   `json:"hub_rss_held_bytes,omitempty"` // at the end of the hold, before the probe
-	HubBytesPerConn  float64 `json:"hub_bytes_per_connection,omitempty"`
+	HubRSSHeld       int64   `json:"hub_rss_held_bytes,omitempty"`       // at the end of the hold, before the probe
+	HubBytesPerConn  float64 `json:"hub_bytes_per_connection,omitempty"` // per subscriber: per HTTP/2 stream
+	HubBytesPerTCP   float64 `json:"hub_bytes_per_tcp_connection,omitempty"`
 	HubCPUSeconds    float64 `json:"hub_cpu_seconds,omitempty"`
 	ToolCPUSeconds   float64 `json:"tool_cpu_seconds"`
 	ToolRSSHeldBytes int64   `json:"tool_rss_held_bytes"`
@@ -64,6 +74,12 @@ func (c *ConnsConfig) check() error {
 	}
 	if c.Probe <= 0 {
 		c.Probe = 30 * time.Second
+	}
+	if c.StreamsPerConn < 1 {
+		c.StreamsPerConn = 1
+	}
+	if c.HTTP2 && c.StreamsPerConn > MaxStreamsPerConn {
+		return fmt.Errorf("conns: at most %d streams per HTTP/2 connection, the server's default limit", MaxStreamsPerConn)
 	}
 	return nil
 }
@@ -90,7 +106,23 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	res := &ConnsResult{Protocol: t.Protocol, Subscribers: cfg.Subscribers, Topics: cfg.Topics, Rate: cfg.Rate,
-		HoldSeconds: cfg.Hold.Seconds(), Failures: map[string]int{}}
+		HoldSeconds: cfg.Hold.Seconds(), Failures: map[string]int{}, HTTP2: cfg.HTTP2}
+	// Over HTTP/2, subscriber i is a stream on connection i/StreamsPerConn.
+	var h2conns []*h2Conn
+	var h2used []atomic.Bool
+	if cfg.HTTP2 {
+		res.StreamsPerConn = cfg.StreamsPerConn
+		h2conns = make([]*h2Conn, (cfg.Subscribers+cfg.StreamsPerConn-1)/cfg.StreamsPerConn)
+		h2used = make([]atomic.Bool, len(h2conns))
+		for i := range h2conns {
+			h2conns[i] = t.newH2Conn()
+		}
+		defer func() {
+			for _, c := range h2conns {
+				c.close()
+			}
+		}()
+	}
 	hubCPU0, _ := hubCPU(cfg.PIDs)
 	toolCPU0 := selfCPU()
 	if len(cfg.PIDs) > 0 {
@@ -147,12 +179,21 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 			defer func() { <-sem }()
 			h := &held{topic: i % cfg.Topics, done: make(chan struct{})}
 			t0 := time.Now()
-			var st *stream
-			st, err := t.subscribe(ctx, h.topic, "", func(string) {
+			onComment := func(string) {
 				if time.Since(h.opened) > time.Second {
 					h.heartbeats.Add(1)
 				}
-			})
+			}
+			var st *stream
+			var err error
+			if cfg.HTTP2 {
+				g := i / cfg.StreamsPerConn
+				if st, err = t.subscribeH2(ctx, h2conns[g], h.topic, onComment); err == nil {
+					h2used[g].Store(true)
+				}
+			} else {
+				st, err = t.subscribe(ctx, h.topic, "", onComment)
+			}
 			if err != nil {
 				failed.Add(1)
 				mu.Lock()
@@ -173,6 +214,15 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 	wg.Wait()
 	res.ConnectSeconds = time.Since(start).Seconds()
 	res.Connected, res.Failed = int(opened.Load()), int(failed.Load())
+	res.Connections = res.Connected
+	if cfg.HTTP2 {
+		res.Connections = 0
+		for i := range h2used {
+			if h2used[i].Load() {
+				res.Connections++
+			}
+		}
+	}
 	res.ConnectLatency = connect.Summary()
 
 	// Hold them, then measure the memory they cost.
@@ -186,6 +236,7 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 		res.HubRSSHeld, _ = hubMemory(cfg.PIDs)
 		if res.Connected > 0 {
 			res.HubBytesPerConn = float64(res.HubRSSHeld-res.HubRSSBefore) / float64(res.Connected)
+			res.HubBytesPerTCP = float64(res.HubRSSHeld-res.HubRSSBefore) / float64(res.Connections)
 		}
 	}
 	res.ToolRSSHeldBytes, _ = procRSS(os.Getpid())

@@ -172,10 +172,11 @@ func (t *target) subscription(i int, lastEventID string) []byte {
 	return []byte(b.String())
 }
 
-// stream is an open subscription: a connection and the decoder of its
-// event stream.
+// stream is an open subscription: a connection (or, over HTTP/2, a
+// stream's body) and the decoder of its event stream.
 type stream struct {
-	conn net.Conn
+	conn net.Conn      // nil over HTTP/2
+	body io.ReadCloser // over HTTP/2: closing it cancels the stream
 	dec  *sse.Decoder
 }
 
@@ -217,7 +218,13 @@ func (t *target) subscribe(ctx context.Context, i int, lastEventID string, onCom
 	return &stream{conn: conn, dec: dec}, nil
 }
 
-func (s *stream) close() { s.conn.Close() }
+func (s *stream) close() {
+	if s.conn != nil {
+		s.conn.Close()
+		return
+	}
+	s.body.Close()
+}
 
 type statusError struct {
 	status int

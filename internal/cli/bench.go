@@ -167,6 +167,8 @@ func runConns(e *env, args []string) error {
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "connections opened per second (a `number`); 0 for as fast as they are answered")
 	fs.DurationVar(&cfg.Hold, "hold", 20*time.Second, "how long to hold them open, idle but for heartbeats (a `duration`)")
 	fs.DurationVar(&cfg.Probe, "probe-timeout", 30*time.Second, "how long every connection has to receive the probe (a `duration`)")
+	fs.BoolVar(&cfg.HTTP2, "h2", false, "subscribe over HTTP/2 with prior knowledge (h2c), -streams-per-conn streams to a connection; the hub must accept h2c (herald serve -h2c)")
+	fs.IntVar(&cfg.StreamsPerConn, "streams-per-conn", 1, fmt.Sprintf("with -h2, the `number` of subscription streams on each connection, 1 to %d", bench.MaxStreamsPerConn))
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -177,6 +179,9 @@ func runConns(e *env, args []string) error {
 	defer cancel()
 	if cfg.Subscribers < 1 || cfg.Subscribers > maxBenchSubscribers {
 		return usagef("-subscribers %d: want 1 to %d", cfg.Subscribers, maxBenchSubscribers)
+	}
+	if cfg.StreamsPerConn < 1 || cfg.StreamsPerConn > bench.MaxStreamsPerConn || cfg.StreamsPerConn > 1 && !cfg.HTTP2 {
+		return usagef("-streams-per-conn %d: want 1 to %d, and more than 1 only with -h2", cfg.StreamsPerConn, bench.MaxStreamsPerConn)
 	}
 	cfg.Target, cfg.PIDs, cfg.Progress = bf.target, bf.pids, bf.progress(e)
 	res, err := bench.Conns(ctx, cfg)
@@ -199,6 +204,9 @@ func printConns(w io.Writer, r *bench.ConnsResult) {
 		pace = fmt.Sprintf("%g/s", r.Rate)
 	}
 	fmt.Fprintf(&b, "conns: %d subscribers over %d topics (%s), held %gs\n", r.Subscribers, r.Topics, pace, r.HoldSeconds)
+	if r.HTTP2 {
+		fmt.Fprintf(&b, "  over HTTP/2 (h2c), %d streams to a connection: %d connections\n", r.StreamsPerConn, r.Connections)
+	}
 	fmt.Fprintf(&b, "  connected   %d in %.2fs, %d failed; connect time %s\n", r.Connected, r.ConnectSeconds, r.Failed, latency(r.ConnectLatency))
 	for _, k := range r.FailureKinds() {
 		fmt.Fprintf(&b, "    %-22s %d\n", k, r.Failures[k])
@@ -206,8 +214,12 @@ func printConns(w io.Writer, r *bench.ConnsResult) {
 	fmt.Fprintf(&b, "  held        %d dropped by the hub; %d heartbeats, on %d connections\n", r.Dropped, r.Heartbeats, r.Heartbeating)
 	fmt.Fprintf(&b, "  probe       received by %d, missing on %d; latency %s\n", r.ProbeReceived, r.ProbeMissing, latency(r.ProbeLatency))
 	if r.HubRSSHeld != 0 {
-		fmt.Fprintf(&b, "  hub         RSS %.1f MiB → %.1f MiB: %.2f KiB per connection; CPU %.2fs\n",
-			float64(r.HubRSSBefore)/(1<<20), float64(r.HubRSSHeld)/(1<<20), r.HubBytesPerConn/1024, r.HubCPUSeconds)
+		per := fmt.Sprintf("%.2f KiB per connection", r.HubBytesPerConn/1024)
+		if r.HTTP2 {
+			per = fmt.Sprintf("%.2f KiB per stream, %.2f KiB per connection", r.HubBytesPerConn/1024, r.HubBytesPerTCP/1024)
+		}
+		fmt.Fprintf(&b, "  hub         RSS %.1f MiB → %.1f MiB: %s; CPU %.2fs\n",
+			float64(r.HubRSSBefore)/(1<<20), float64(r.HubRSSHeld)/(1<<20), per, r.HubCPUSeconds)
 	}
 	fmt.Fprintf(&b, "  this tool   CPU %.2fs, RSS %.1f MiB\n", r.ToolCPUSeconds, float64(r.ToolRSSHeldBytes)/(1<<20))
 	_, _ = io.WriteString(w, b.String())

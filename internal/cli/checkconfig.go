@@ -93,6 +93,12 @@ func configure(e *env, name, synopsis string, args []string, dryRun bool) (confi
 			c.problemf("metrics-addr: %s is also addr; write %q to serve /metrics on the hub's listener", cfg.Addr, config.MetricsOnMain)
 		}
 	}
+	if cfg.HTTPRedirectAddr != "" {
+		c.addr("http-redirect-addr", cfg.HTTPRedirectAddr)
+		if sameAddr(cfg.HTTPRedirectAddr, cfg.Addr) {
+			c.problemf("http-redirect-addr: %s is also addr; the redirection needs an address of its own, such as :80 beside :443", cfg.Addr)
+		}
+	}
 	c.dataDir(cfg)
 	if n, ok := fdlimit.Current(); ok {
 		c.descriptors(cfg, n)
@@ -231,11 +237,12 @@ func (c *checks) descriptors(cfg config.Config, limit int) {
 	}
 }
 
-// dataDir checks that the store's directory is a directory that serve
-// can write to, or that it can be created, and that the history there is
-// of the store configured.
+// dataDir checks that the data directory (of the store, or of dev-tls's
+// certificate) is a directory that serve can write to, or that it can be
+// created, and that the history there is of the store configured.
 func (c *checks) dataDir(cfg config.Config) {
-	if cfg.Store != "pebble" && cfg.Store != "bolt" || cfg.DataDir == "" {
+	history := cfg.Store == "pebble" || cfg.Store == "bolt"
+	if !history && !cfg.DevTLS || cfg.DataDir == "" {
 		return
 	}
 	dir := cfg.DataDir
@@ -252,7 +259,7 @@ func (c *checks) dataDir(cfg config.Config) {
 				_ = f.Close()
 				_ = os.Remove(f.Name())
 			}
-			if dir == cfg.DataDir {
+			if dir == cfg.DataDir && history {
 				c.otherStore(cfg)
 			}
 			return

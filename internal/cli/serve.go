@@ -63,13 +63,28 @@ func runServe(e *env, args []string) (err error) {
 		return usageError{err}
 	}
 	var tlsConfig *tls.Config
-	if cfg.TLSCert != "" {
+	var devTLS *devCert
+	switch {
+	case cfg.TLSCert != "":
 		pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return fmt.Errorf("tls-cert and tls-key: %w", err)
 		}
 		// With a certificate here, h.Serve speaks TLS, and HTTP/2.
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
+	case cfg.DevTLS:
+		if devTLS, err = loadDevCert(cfg.DataDir, time.Now()); err != nil {
+			return err
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{devTLS.pair}}
+	}
+	var protocols *http.Protocols
+	if cfg.H2C {
+		// HTTP/2 with prior knowledge beside HTTP/1.1: net/http tells
+		// them apart by the preface, which h.Serve hands over untouched.
+		protocols = new(http.Protocols)
+		protocols.SetHTTP1(true)
+		protocols.SetUnencryptedHTTP2(true)
 	}
 	// The address is taken before the history is opened, which can take
 	// seconds: a taken port fails at once, and meanwhile probes learn
@@ -78,9 +93,18 @@ func runServe(e *env, args []string) (err error) {
 	if err != nil {
 		return listenError("addr", cfg.Addr, err)
 	}
+	var redirectLn net.Listener
+	if cfg.HTTPRedirectAddr != "" {
+		if redirectLn, err = net.Listen("tcp", cfg.HTTPRedirectAddr); err != nil {
+			_ = ln.Close()
+			return listenError("http-redirect-addr", cfg.HTTPRedirectAddr, err)
+		}
+		defer redirectLn.Close()
+	}
 	newServer := func(h http.Handler) *http.Server {
 		return &http.Server{
 			TLSConfig:         tlsConfig.Clone(), // a server adds to its own
+			Protocols:         protocols,
 			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second, // a slow client cannot hold a connection before its request
 			IdleTimeout:       2 * time.Minute,
@@ -120,7 +144,7 @@ func runServe(e *env, args []string) (err error) {
 	}
 	srv := newServer(routes(h, &stopping, cfg.MetricsAddr == config.MetricsOnMain, page))
 	scheme := "http"
-	if cfg.TLSCert != "" {
+	if tlsConfig != nil {
 		scheme = "https"
 	}
 	base := scheme + "://" + displayAddr(ln.Addr())
@@ -133,6 +157,13 @@ func runServe(e *env, args []string) (err error) {
 	}
 	if dev != nil {
 		logDevSetup(startup, cfg.LogFormat, e.stderr, base, dev)
+	}
+	if devTLS != nil {
+		logDevTLS(startup, cfg.LogFormat, e.stderr, base, devTLS)
+	}
+	if redirectLn != nil {
+		defer serveRedirect(redirectLn, ln.Addr(), srv.ErrorLog)()
+		startup.Info("redirecting plain HTTP to HTTPS", "from", "http://"+displayAddr(redirectLn.Addr()), "to", base)
 	}
 	if cfg.MetricsAddr != "" && cfg.MetricsAddr != config.MetricsOnMain {
 		stop, err := serveMetrics(cfg.MetricsAddr, h, logger, startup)
@@ -398,9 +429,17 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 			return hub.Config{}, nil, fmt.Errorf("subscriber-jwt-key: %w", err)
 		}
 	}
-	anonymous := dev != nil
+	// The development setup is Mercure's: anonymous subscribers, the
+	// subscriptions API, and pages on any origin; each can be set.
+	anonymous, subscriptions, cors := dev != nil, dev != nil, cfg.CORSOrigins
 	if cfg.Anonymous != nil {
 		anonymous = *cfg.Anonymous
+	}
+	if cfg.Subscriptions != nil {
+		subscriptions = *cfg.Subscriptions
+	}
+	if cors == nil && dev != nil {
+		cors = []string{"*"}
 	}
 	hc := hub.Config{
 		PublisherKey:     pk,
@@ -408,8 +447,8 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 		Anonymous:        anonymous,
 		CookieName:       cfg.CookieName,
 		PublishOrigins:   cfg.PublishOrigins,
-		CORSOrigins:      cfg.CORSOrigins,
-		Subscriptions:    cfg.Subscriptions,
+		CORSOrigins:      cors,
+		Subscriptions:    subscriptions,
 		Heartbeat:        orNone(cfg.Heartbeat),
 		BatchInterval:    orNone(cfg.BatchInterval),
 		MaxBatchInterval: cfg.MaxBatchInterval,
@@ -483,7 +522,7 @@ func logDevSetup(logger *slog.Logger, format string, w io.Writer, base string, d
 	hubURL := base + hub.Path
 	if format == "json" {
 		logger.Info("development setup: no key is configured, so herald made one up for this run; set HERALD_PUBLISHER_JWT_KEY (or MERCURE_PUBLISHER_JWT_KEY) to choose your own",
-			"key", dev.key, "alg", "HS256", "anonymous", true, "token", dev.token,
+			"key", dev.key, "alg", "HS256", "anonymous", true, "subscriptions", true, "cors_origins", "*", "token", dev.token,
 			"subscribe", []string{
 				fmt.Sprintf("herald subscribe -hub %s -topic demo", base),
 				fmt.Sprintf("curl -N '%s?topic=demo'", hubURL),
@@ -503,7 +542,9 @@ func printDevSetup(w io.Writer, base string, dev *devSetup) {
 	b.WriteString("\nDevelopment setup: no key is configured, so herald made one up for this run.\n")
 	fmt.Fprintf(&b, "  Key (HS256, publishers and subscribers): %s\n", dev.key)
 	b.WriteString("  Set HERALD_PUBLISHER_JWT_KEY (or MERCURE_PUBLISHER_JWT_KEY) to choose your own.\n")
-	b.WriteString("  Anonymous subscribers are allowed. A token that may publish and subscribe to every topic:\n")
+	b.WriteString("  As in Mercure's development setup, anonymous subscribers are allowed, the subscriptions API is on,\n")
+	b.WriteString("  and pages on any origin may subscribe and publish with credentials (CORS; -cors-origins to list yours).\n")
+	b.WriteString("  A token that may publish and subscribe to every topic:\n")
 	fmt.Fprintf(&b, "    %s\n\n", dev.token)
 	b.WriteString("  Subscribe:\n")
 	fmt.Fprintf(&b, "    herald subscribe -hub %s -topic demo\n", base)

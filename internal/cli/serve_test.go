@@ -476,11 +476,12 @@ func TestServeUI(t *testing.T) {
 		root  int    // GET /
 		token int    // POST /demo/token
 		ctype string // of GET /
+		subs  int    // GET /.well-known/mercure/subscriptions: on in the development setup, off with a key
 	}{
-		{"development setup", nil, 200, 200, "text/html; charset=utf-8"},
-		{"a configured key", []string{key}, 200, 404, "text/html; charset=utf-8"},
-		{"-ui=false", []string{"-ui=false"}, 404, 404, "application/json"},
-		{"-ui=false, a configured key", []string{"-ui=false", key}, 404, 404, "application/json"},
+		{"development setup", nil, 200, 200, "text/html; charset=utf-8", 401},
+		{"a configured key", []string{key}, 200, 404, "text/html; charset=utf-8", 404},
+		{"-ui=false", []string{"-ui=false"}, 404, 404, "application/json", 401},
+		{"-ui=false, a configured key", []string{"-ui=false", key}, 404, 404, "application/json", 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -517,8 +518,8 @@ func TestServeUI(t *testing.T) {
 			if ct := head.Header.Get("Content-Type"); (head.StatusCode != 200 || ct != "text/event-stream") && (head.StatusCode != 401 || ct != "application/json") {
 				t.Errorf("HEAD /.well-known/mercure: %s %s, want the hub's answer", head.Status, ct)
 			}
-			if status, body := get(t, base+"/.well-known/mercure/subscriptions"); status != 404 || !strings.Contains(body, `"not_found"`) {
-				t.Errorf("GET /.well-known/mercure/subscriptions (off): %d %s", status, body)
+			if status, body := get(t, base+"/.well-known/mercure/subscriptions"); status != tc.subs || !strings.HasPrefix(body, `{"error":`) {
+				t.Errorf("GET /.well-known/mercure/subscriptions: %d %s, want the hub's %d", status, body, tc.subs)
 			}
 			if status, _ := get(t, base+"/healthz"); status != 200 {
 				t.Errorf("/healthz: %d", status)

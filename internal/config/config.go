@@ -36,10 +36,14 @@ type Config struct {
 	// subscribers only in its development setup (no key configured).
 	Anonymous *bool
 
+	// CORSOrigins is nil when not set: the daemon then allows every
+	// origin ("*") in its development setup, and none otherwise.
 	CORSOrigins    []string
 	PublishOrigins []string
 	CookieName     string
-	Subscriptions  bool
+	// Subscriptions is nil when not set: the daemon then enables the
+	// subscriptions API only in its development setup.
+	Subscriptions *bool
 	// UI serves the web page (welcome, debugger, demo) beside the hub.
 	UI bool
 
@@ -69,6 +73,15 @@ type Config struct {
 
 	TLSCert string
 	TLSKey  string
+	// DevTLS serves HTTPS with a self-signed certificate for local use,
+	// kept in DataDir/dev-tls.
+	DevTLS bool
+	// HTTPRedirectAddr, if set, is a plain HTTP listener that redirects
+	// every request to the HTTPS one (308).
+	HTTPRedirectAddr string
+	// H2C accepts HTTP/2 without TLS, with prior knowledge, beside
+	// HTTP/1.1.
+	H2C bool
 
 	LogLevel  string
 	LogFormat string
@@ -119,10 +132,10 @@ func (c *Config) options() []option {
 		{"subscriber-jwt-key", env("SUBSCRIBER_JWT_KEY", "MERCURE_SUBSCRIBER_JWT_KEY", "JWT_KEY"), "the `key` that verifies subscribers' tokens (default: the publisher key)", (*secretValue)(&c.SubscriberJWTKey)},
 		{"subscriber-jwt-alg", env("SUBSCRIBER_JWT_ALG", "MERCURE_SUBSCRIBER_JWT_ALG"), "the subscribers' signing `algorithm` (default: the publishers')", (*strValue)(&c.SubscriberJWTAlg)},
 		{"anonymous", env("ANONYMOUS", "ALLOW_ANONYMOUS"), "allow subscribers without a token (default: only when no key is configured)", &boolPtrValue{&c.Anonymous}},
-		{"cors-origins", env("CORS_ORIGINS"), "`origins` allowed to make cross-origin requests, separated by spaces or commas; * for any", (*listValue)(&c.CORSOrigins)},
+		{"cors-origins", env("CORS_ORIGINS"), "`origins` allowed to make cross-origin requests, separated by spaces or commas; * for any (default: any only when no key is configured)", (*listValue)(&c.CORSOrigins)},
 		{"publish-origins", env("PUBLISH_ORIGINS"), "`origins` from which browsers may publish with a cookie; * for any", (*listValue)(&c.PublishOrigins)},
 		{"cookie-name", env("COOKIE_NAME"), "the cookie that may carry a token: its `name`", (*strValue)(&c.CookieName)},
-		{"subscriptions", env("SUBSCRIPTIONS"), "enable the subscriptions API and subscription events", (*boolValue)(&c.Subscriptions)},
+		{"subscriptions", env("SUBSCRIPTIONS"), "enable the subscriptions API and subscription events (default: only when no key is configured)", &boolPtrValue{&c.Subscriptions}},
 		{"ui", env("UI"), "serve the web page at / (welcome, debugger, trip demo); false for a deployment that exposes only the API", (*boolValue)(&c.UI)},
 		{"heartbeat", env("HEARTBEAT"), "the silence (a `duration`) after which a subscriber gets a comment; 0 for none", (*durationValue)(&c.Heartbeat)},
 		{"batch-interval", env("BATCH_INTERVAL"), "the shortest time (a `duration`) between two writes of events to one subscriber: the events that come within it go out together, those after a quiet spell at once; 0 for none", (*durationValue)(&c.BatchInterval)},
@@ -142,6 +155,9 @@ func (c *Config) options() []option {
 		{"max-connections", env("MAX_CONNECTIONS"), "the most connections (a `number`) the hub holds open at once; past it a new one is answered 503; by default 90% of the limit on open files (ulimit -n), at least 96 below it; 0 for no limit", (*intValue)(&c.MaxConnections)},
 		{"tls-cert", env("TLS_CERT"), "a PEM certificate `file`: serve HTTPS (and HTTP/2)", (*strValue)(&c.TLSCert)},
 		{"tls-key", env("TLS_KEY"), "the PEM private key `file` of -tls-cert", (*strValue)(&c.TLSKey)},
+		{"dev-tls", env("DEV_TLS"), "serve HTTPS (and HTTP/2) with a self-signed certificate for local development, made in -data-dir/dev-tls and reused while valid; serve prints how to trust it", (*boolValue)(&c.DevTLS)},
+		{"http-redirect-addr", env("HTTP_REDIRECT_ADDR"), "also listen in plain HTTP on this `address` and redirect every request to the HTTPS one with 308; needs -tls-cert or -dev-tls", (*strValue)(&c.HTTPRedirectAddr)},
+		{"h2c", env("H2C"), "accept HTTP/2 without TLS (h2c, prior knowledge) beside HTTP/1.1, for a proxy that speaks HTTP/2 to herald", (*boolValue)(&c.H2C)},
 		{"log-level", env("LOG_LEVEL"), "the log `level`: debug, info, warn or error", (*strValue)(&c.LogLevel)},
 		{"log-format", env("LOG_FORMAT"), "the log `format`: text or json", (*strValue)(&c.LogFormat)},
 		{"pprof-addr", env("PPROF_ADDR"), "serve Go's profiling endpoints (/debug/pprof/) on this `address`, e.g. 127.0.0.1:6060; keep it private", (*strValue)(&c.PprofAddr)},
@@ -247,6 +263,21 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together"))
 	}
+	if c.DevTLS && (c.TLSCert != "" || c.TLSKey != "") {
+		errs = append(errs, bad("dev-tls", "and tls-cert/tls-key both choose the certificate: use -dev-tls for local development, -tls-cert and -tls-key otherwise, not both"))
+	}
+	if c.DevTLS && c.Store == "memory" && c.DataDir == "" {
+		errs = append(errs, bad("data-dir", "empty, and dev-tls keeps its certificate there"))
+	}
+	if c.HTTPRedirectAddr != "" {
+		errs = append(errs, checkAddr("http-redirect-addr", c.HTTPRedirectAddr))
+		if !c.TLS() {
+			errs = append(errs, bad("http-redirect-addr", "redirects to HTTPS, but herald serves plain HTTP: give it -tls-cert and -tls-key, or -dev-tls"))
+		}
+	}
+	if c.H2C && c.TLS() {
+		errs = append(errs, bad("h2c", "is HTTP/2 without TLS, and herald serves TLS, where it speaks HTTP/2 already: drop -h2c"))
+	}
 	if c.SubscriberJWTKey != "" && c.PublisherJWTKey == "" {
 		errs = append(errs, errors.New("subscriber-jwt-key without publisher-jwt-key: set both, or only the publisher key to use it for both"))
 	}
@@ -263,6 +294,10 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// TLS reports whether the daemon serves HTTPS: with a certificate of its
+// own, or with the development one.
+func (c *Config) TLS() bool { return c.TLSCert != "" || c.DevTLS }
 
 // checkAddr checks the form of a listening address, without the network:
 // host:port, with a port that is a number from 0 to 65535 or a service's
@@ -311,14 +346,24 @@ func (c *Config) display(name, value string) string {
 		if value == "" {
 			return "(the publishers' algorithm, " + c.PublisherJWTAlg + ")"
 		}
-	case "anonymous":
-		if c.Anonymous == nil {
+	case "anonymous", "subscriptions":
+		if value == "" {
 			if c.PublisherJWTKey == "" {
 				return "true (the development setup: no key)"
 			}
 			return "false"
 		}
-	case "cors-origins", "publish-origins", "tls-cert", "tls-key", "pprof-addr":
+	case "cors-origins":
+		if c.CORSOrigins == nil {
+			if c.PublisherJWTKey == "" {
+				return "* (the development setup: no key)"
+			}
+			return "(none)"
+		}
+		if value == "" {
+			return "(none)"
+		}
+	case "publish-origins", "tls-cert", "tls-key", "pprof-addr", "http-redirect-addr":
 		if value == "" {
 			return "(none)"
 		}
@@ -344,6 +389,9 @@ func (c *Config) display(name, value string) string {
 		}
 	case "data-dir":
 		if c.Store == "memory" {
+			if c.DevTLS {
+				return value + " (dev-tls's certificate only: store memory)"
+			}
 			return value + " (unused: store memory)"
 		}
 	}

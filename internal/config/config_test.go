@@ -224,7 +224,7 @@ func TestDocumented(t *testing.T) {
 		if !strings.Contains(string(doc), "`-"+f.Name+"`") {
 			t.Errorf("docs/config.md does not document -%s", f.Name)
 		}
-		env := regexp.MustCompile(`\(env ([A-Z_, ]+)\)`).FindStringSubmatch(f.Usage)
+		env := regexp.MustCompile(`\(env ([A-Z0-9_, ]+)\)`).FindStringSubmatch(f.Usage)
 		if env == nil {
 			t.Errorf("-%s names no environment variable", f.Name)
 			return

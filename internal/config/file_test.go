@@ -28,7 +28,7 @@ max-body-size = "2048"
 	}
 	c := l.Config
 	if c.Addr != "127.0.0.1:9000" || c.PublisherJWTKey != "a secret of 32 bytes or more, over two lines" ||
-		c.Anonymous == nil || !*c.Anonymous || !c.Subscriptions || c.Heartbeat != 15*time.Second ||
+		c.Anonymous == nil || !*c.Anonymous || (c.Subscriptions == nil || !*c.Subscriptions) || c.Heartbeat != 15*time.Second ||
 		c.MaxTopics != 12 || c.MaxBodySize != 2048 {
 		t.Errorf("%+v", c)
 	}

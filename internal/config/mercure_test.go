@@ -27,7 +27,7 @@ func TestExtraDirectives(t *testing.T) {
 			check:  func(c config.Config) bool { return c.Anonymous != nil && *c.Anonymous },
 			source: [2]string{"anonymous", "MERCURE_EXTRA_DIRECTIVES (anonymous)"}},
 		{name: "subscriptions", directives: "subscriptions",
-			check: func(c config.Config) bool { return c.Subscriptions }},
+			check: func(c config.Config) bool { return c.Subscriptions != nil && *c.Subscriptions }},
 		{name: "cors_origins", directives: "cors_origins https://a.example.com https://b.example.com",
 			check: func(c config.Config) bool {
 				return slices.Equal(c.CORSOrigins, []string{"https://a.example.com", "https://b.example.com"})
@@ -81,11 +81,11 @@ func TestExtraDirectives(t *testing.T) {
 			source: [2]string{"store", "environment MERCURE_TRANSPORT_URL"}},
 		{name: "Mercure's docker-compose example", directives: "anonymous\nsubscriptions\ncors_origins *",
 			check: func(c config.Config) bool {
-				return c.Anonymous != nil && *c.Anonymous && c.Subscriptions && slices.Equal(c.CORSOrigins, []string{"*"})
+				return c.Anonymous != nil && *c.Anonymous && c.Subscriptions != nil && *c.Subscriptions && slices.Equal(c.CORSOrigins, []string{"*"})
 			}},
 		{name: "a shell's \\n", directives: `anonymous\nsubscriptions\ncors_origins *`,
 			check: func(c config.Config) bool {
-				return c.Anonymous != nil && *c.Anonymous && c.Subscriptions && slices.Equal(c.CORSOrigins, []string{"*"})
+				return c.Anonymous != nil && *c.Anonymous && c.Subscriptions != nil && *c.Subscriptions && slices.Equal(c.CORSOrigins, []string{"*"})
 			}},
 		{name: "blank lines, comments, indentation, CRLF", directives: "\n\n  # the hub's settings\r\n\tanonymous # and a comment\r\n\n   heartbeat   15s  \n\n",
 			check: func(c config.Config) bool { return c.Anonymous != nil && *c.Anonymous && c.Heartbeat == 15*time.Second }},
@@ -185,7 +185,7 @@ func TestDirectivePrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := l.Config; c.CookieName != "from_directive" || c.Heartbeat != 3*time.Second || !c.Subscriptions {
+	if c := l.Config; c.CookieName != "from_directive" || c.Heartbeat != 3*time.Second || (c.Subscriptions == nil || !*c.Subscriptions) {
 		t.Errorf("%+v", c)
 	}
 }

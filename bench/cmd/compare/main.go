@@ -34,6 +34,7 @@ import (
 	"log"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,6 +129,10 @@ var (
 		{"probe p99", []string{"probe_latency", "p99_ms"}, 0, "%.0f ms", false},
 		{"hub CPU s", []string{"hub_cpu_seconds"}, 0, "%.2f", false},
 	}
+	h2Metrics = append([]metric{
+		{"KiB per stream", []string{"hub_bytes_per_connection"}, 1.0 / 1024, "%.2f", false},
+		{"KiB per TCP connection", []string{"hub_bytes_per_tcp_connection"}, 1.0 / 1024, "%.2f", false},
+	}, connsMetrics[1:]...)
 	reconnectMetrics = []metric{
 		{"lost", []string{"missing"}, 0, "%.0f", false},
 		{"duplicated", []string{"duplicated"}, 0, "%.0f", false},
@@ -178,6 +183,14 @@ var suites = map[string]suite{
 	// Idle connections: memory per connection, heartbeats, a probe.
 	"conns": {"herald,nchan,mercure", []scenario{
 		{name: "10,000 connections held 20 s", args: []string{"conns", "-subscribers", "10000", "-rate", "2000", "-hold", "20s"}, metrics: connsMetrics},
+	}, false},
+	// The idle cost of an HTTP/2 subscriber beside HTTP/1.1's, on one hub
+	// that accepts both (h2c): a stream per connection, and 100 streams
+	// on each connection.
+	"h2": {"herald-h2c", []scenario{
+		{name: "HTTP/1.1: 10,000 connections held 20 s", args: []string{"conns", "-subscribers", "10000", "-rate", "2000", "-hold", "20s"}, metrics: connsMetrics},
+		{name: "HTTP/2 (h2c): 10,000 streams, one per connection, held 20 s", args: []string{"conns", "-h2", "-streams-per-conn", "1", "-subscribers", "10000", "-rate", "2000", "-hold", "20s"}, metrics: h2Metrics},
+		{name: "HTTP/2 (h2c): 10,000 streams, 100 per connection, held 20 s", args: []string{"conns", "-h2", "-streams-per-conn", "100", "-subscribers", "10000", "-rate", "2000", "-hold", "20s"}, metrics: h2Metrics},
 	}, false},
 	// As many subscribers as the file-descriptor limit allows.
 	// Subscribers that never read beside a few that read everything.
@@ -243,6 +256,7 @@ func main() {
 		"herald":        heraldHub("herald", herald),
 		"herald-bolt":   heraldHub("herald-bolt", herald, "-store", "bolt"),
 		"herald-memory": heraldHub("herald-memory", herald, "-store", "memory"),
+		"herald-h2c":    heraldHub("herald-h2c", herald, "-h2c"),
 	}
 	if slices.Contains(names, "mercure") {
 		mercure := filepath.Join(work, "mercure")
@@ -621,6 +635,13 @@ func run(herald string, h hub, sc scenario, dir string) (map[string]any, error) 
 	if err := waitPort(port, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("%w; its output: %s", err, logs.String())
 	}
+	if h.bin != "" {
+		// herald listens before its history is open, and answers 503
+		// until then: the run starts once it is ready.
+		if err := waitReady(port, 30*time.Second); err != nil {
+			return nil, fmt.Errorf("%w; its output: %s", err, logs.String())
+		}
+	}
 	pids, err := h.pids(cmd)
 	if err != nil {
 		return nil, err
@@ -679,6 +700,22 @@ func waitPort(port int, d time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return errors.New("the hub did not start listening")
+}
+
+// waitReady waits until herald's /readyz no longer answers 503.
+func waitReady(port int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				return nil // ready, or a herald of before /readyz
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.New("the hub did not become ready")
 }
 
 func median(vs []float64) float64 {
