@@ -34,6 +34,9 @@ type Config struct {
 	// Subscriptions says whether the hub serves the subscriptions API;
 	// the demo shows the driver's presence only with it.
 	Subscriptions bool
+	// CORSOrigins are the origins the hub answers cross-origin requests
+	// from ("*" for any); the welcome page shows them.
+	CORSOrigins []string
 	// DevKey is the HS256 key of the development setup, which verifies
 	// both publishers' and subscribers' tokens. With it, and only with
 	// it, the handler serves POST /demo/token: anyone who can reach the
@@ -182,6 +185,8 @@ type facts struct {
 	TopicBase     string `json:"topicBase"`
 	// TokenMinutes is the lifetime of the demo's tokens.
 	TokenMinutes int `json:"tokenMinutes"`
+	// CORSOrigins are the other origins whose pages may use the hub.
+	CORSOrigins []string `json:"corsOrigins"`
 }
 
 func (h *handler) facts(r *http.Request) facts {
@@ -196,6 +201,7 @@ func (h *handler) facts(r *http.Request) facts {
 		TokenEndpoint: h.token != nil,
 		TopicBase:     TopicBase,
 		TokenMinutes:  int(h.cfg.TokenLifetime / time.Minute),
+		CORSOrigins:   h.cfg.CORSOrigins,
 	}
 }
 

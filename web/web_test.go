@@ -159,7 +159,7 @@ var factsJSON = regexp.MustCompile(`<script type="application/json" id="facts">(
 // subscribers, serves the subscriptions API, mints demo tokens.
 func TestFacts(t *testing.T) {
 	t.Parallel()
-	for _, cfg := range []web.Config{{}, {Anonymous: true, Subscriptions: true, DevKey: devKey}} {
+	for _, cfg := range []web.Config{{}, {Anonymous: true, Subscriptions: true, CORSOrigins: []string{"*"}, DevKey: devKey}} {
 		srv := httptest.NewServer(web.Handler(cfg))
 		t.Cleanup(srv.Close)
 		for _, path := range []string{"/", "/debugger", "/demo/driver", "/demo/rider"} {
@@ -187,6 +187,9 @@ func TestFacts(t *testing.T) {
 		_, body := do(t, request(t, "GET", srv.URL+"/", nil))
 		if anon := strings.Contains(body, "allowed: a subscriber without a token"); anon != cfg.Anonymous {
 			t.Errorf("the welcome page says anonymous subscribers are allowed: %v, want %v", anon, cfg.Anonymous)
+		}
+		if any := strings.Contains(body, "<code>*</code>: pages from any origin may subscribe"); any != (cfg.CORSOrigins != nil) {
+			t.Errorf("the welcome page says pages from any origin may use the hub: %v, want %v", any, cfg.CORSOrigins != nil)
 		}
 		if dev := strings.Contains(body, "Anyone who can reach this hub can mint them"); dev != (cfg.DevKey != nil) {
 			t.Errorf("the welcome page says the demo's tokens are on: %v, want %v", dev, cfg.DevKey != nil)

@@ -136,7 +136,7 @@ func runServe(e *env, args []string) (err error) {
 	var stopping atomic.Bool
 	var page http.Handler
 	if cfg.UI {
-		wc := web.Config{Anonymous: hc.Anonymous, Subscriptions: hc.Subscriptions, CookieName: cfg.CookieName}
+		wc := web.Config{Anonymous: hc.Anonymous, Subscriptions: hc.Subscriptions, CORSOrigins: hc.CORSOrigins, CookieName: cfg.CookieName}
 		if dev != nil {
 			wc.DevKey = []byte(dev.key) // the demo's token endpoint: development setup only
 		}
