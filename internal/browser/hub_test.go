@@ -8,8 +8,6 @@ package browser_test
 // app.example.com for example.com reaches hub.example.com.
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -18,14 +16,12 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/herald-sse/herald/internal/browser"
-	"github.com/herald-sse/herald/internal/cli"
+	"github.com/herald-sse/herald/internal/cli/clitest"
 )
 
 const (
@@ -34,58 +30,12 @@ const (
 	topicB  = "https://example.com/books/2"
 )
 
-// syncBuffer is a bytes.Buffer safe for the daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startHub runs herald serve in process, with an in-memory history, the test
 // key and the flags given, until the test ends, and returns its address
 // (host:port).
 func startHub(t *testing.T, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &syncBuffer{}
-	addr, code := make(chan string, 1), make(chan int, 1)
-	args = append([]string{"serve", "-addr", "127.0.0.1:0", "-store", "memory", "-data-dir", t.TempDir(), "-publisher-jwt-key", testKey}, args...)
-	go func() {
-		code <- cli.Run(ctx, args, cli.Env{Stdout: io.Discard, Stderr: stderr, Listening: func(a string) { addr <- a }})
-	}()
-	var a string
-	select {
-	case a = <-addr:
-	case c := <-code:
-		cancel()
-		t.Fatalf("herald serve exited with %d: %s", c, stderr)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatalf("herald serve did not start: %s", stderr)
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-code:
-		case <-time.After(30 * time.Second):
-			t.Errorf("herald serve did not stop: %s", stderr)
-		}
-		if t.Failed() {
-			t.Logf("herald serve's stderr:\n%s", stderr)
-		}
-	})
-	return a
+	return clitest.Serve(t, nil, append([]string{"-store", "memory", "-publisher-jwt-key", testKey}, args...)...).Addr
 }
 
 // token signs a token with the test key and the Mercure claims.

@@ -1,8 +1,6 @@
 package cli_test
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -15,74 +13,25 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/herald-sse/herald/internal/cli"
+	"github.com/herald-sse/herald/internal/cli/clitest"
 	"github.com/herald-sse/herald/sse"
 )
 
 // syncBuffer is a buffer safe to read while a command writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = clitest.Buffer
 
 // serve runs "herald serve" with the arguments and environment in the
 // background and returns its base URL, its stderr and a function that
 // stops it (SIGTERM's path) and returns its exit code.
 func serve(t *testing.T, env map[string]string, args ...string) (base string, stderr *syncBuffer, stop func() int) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	dir := t.TempDir()
-	stderr = &syncBuffer{}
-	addr := make(chan string, 1)
-	code := make(chan int, 1)
-	go func() {
-		code <- cli.Run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dir}, args...), cli.Env{
-			Stdout:    io.Discard,
-			Stderr:    stderr,
-			LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-			Listening: func(a string) { addr <- a },
-		})
-	}()
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case c := <-code:
-		t.Fatalf("serve exited with %d: %s", c, stderr)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	var once sync.Once
-	var exit int
-	stop = func() int {
-		once.Do(func() {
-			cancel()
-			select {
-			case exit = <-code:
-			case <-time.After(20 * time.Second):
-				t.Fatal("serve did not stop")
-			}
-		})
-		return exit
-	}
-	t.Cleanup(func() { stop() })
-	return base, stderr, stop
+	h := clitest.Serve(t, env, args...)
+	return h.Base, h.Stderr, h.Stop
 }
 
 func get(t *testing.T, u string) (int, string) {
