@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -396,6 +397,10 @@ func serveMetrics(addr string, h *hub.Hub, logger, startup *slog.Logger) (stop f
 type devSetup struct {
 	key   string
 	token string
+	// What the hub was given, for the start-up lines: the development
+	// setup's defaults or what was set.
+	anonymous, subscriptions bool
+	cors                     []string
 }
 
 // hubConfig turns the daemon's configuration into the hub's.
@@ -440,6 +445,9 @@ func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, e
 	}
 	if cors == nil && dev != nil {
 		cors = []string{"*"}
+	}
+	if dev != nil {
+		dev.anonymous, dev.subscriptions, dev.cors = anonymous, subscriptions, cors
 	}
 	hc := hub.Config{
 		PublisherKey:     pk,
@@ -515,6 +523,13 @@ func displayAddr(a net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
+func pick(b bool, yes, no string) string {
+	if b {
+		return yes
+	}
+	return no
+}
+
 // logDevSetup tells how to use the development setup: as text a person
 // reads (and copies commands from), beside the log, in text format; as
 // one record with the same fields in json format.
@@ -522,7 +537,7 @@ func logDevSetup(logger *slog.Logger, format string, w io.Writer, base string, d
 	hubURL := base + hub.Path
 	if format == "json" {
 		logger.Info("development setup: no key is configured, so herald made one up for this run; set HERALD_PUBLISHER_JWT_KEY (or MERCURE_PUBLISHER_JWT_KEY) to choose your own",
-			"key", dev.key, "alg", "HS256", "anonymous", true, "subscriptions", true, "cors_origins", "*", "token", dev.token,
+			"key", dev.key, "alg", "HS256", "anonymous", dev.anonymous, "subscriptions", dev.subscriptions, "cors_origins", dev.cors, "token", dev.token,
 			"subscribe", []string{
 				fmt.Sprintf("herald subscribe -hub %s -topic demo", base),
 				fmt.Sprintf("curl -N '%s?topic=demo'", hubURL),
@@ -542,8 +557,12 @@ func printDevSetup(w io.Writer, base string, dev *devSetup) {
 	b.WriteString("\nDevelopment setup: no key is configured, so herald made one up for this run.\n")
 	fmt.Fprintf(&b, "  Key (HS256, publishers and subscribers): %s\n", dev.key)
 	b.WriteString("  Set HERALD_PUBLISHER_JWT_KEY (or MERCURE_PUBLISHER_JWT_KEY) to choose your own.\n")
-	b.WriteString("  As in Mercure's development setup, anonymous subscribers are allowed, the subscriptions API is on,\n")
-	b.WriteString("  and pages on any origin may subscribe and publish with credentials (CORS; -cors-origins to list yours).\n")
+	fmt.Fprintf(&b, "  Anonymous subscribers: %s. Subscriptions API: %s. Origins allowed by CORS: %s.\n",
+		pick(dev.anonymous, "allowed", "refused"), pick(dev.subscriptions, "on", "off"), cmp.Or(strings.Join(dev.cors, " "), "none"))
+	if slices.Contains(dev.cors, "*") {
+		b.WriteString("  (As in Mercure's development setup, pages on any origin may subscribe and publish with\n")
+		b.WriteString("  credentials; -cors-origins lists yours.)\n")
+	}
 	b.WriteString("  A token that may publish and subscribe to every topic:\n")
 	fmt.Fprintf(&b, "    %s\n\n", dev.token)
 	b.WriteString("  Subscribe:\n")

@@ -77,6 +77,21 @@ func TestServeDevelopmentSetup(t *testing.T) {
 	if status, _ := get(t, base+"/readyz"); status != 200 {
 		t.Fatalf("/readyz: %d", status)
 	}
+	// Mercure's development setup: the subscriptions API, and CORS for
+	// any origin, with credentials; both said at start-up.
+	if !strings.Contains(out, "Anonymous subscribers: allowed. Subscriptions API: on. Origins allowed by CORS: *.") {
+		t.Fatalf("the development setup's defaults are not printed:\n%s", out)
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/.well-known/mercure/subscriptions", nil)
+	req.Header.Set("Authorization", "Bearer "+tok[1])
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != 200 {
+		t.Fatalf("subscriptions API in the development setup: %d", resp.StatusCode)
+	}
+	if got := corsOrigin(t, base, "https://app.example.net"); got != "https://app.example.net" {
+		t.Fatalf("CORS in the development setup: Access-Control-Allow-Origin %q", got)
+	}
 
 	// Anonymous subscription, publication with the printed token.
 	resp, err := http.Get(base + "/.well-known/mercure?topic=demo")
@@ -121,6 +136,21 @@ func TestServeDevelopmentSetup(t *testing.T) {
 	}
 }
 
+// corsOrigin sends a CORS preflight for a subscription from origin and
+// returns the Access-Control-Allow-Origin answered.
+func corsOrigin(t *testing.T, base, origin string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodOptions, base+"/.well-known/mercure?topic=demo", nil)
+	req.Header.Set("Origin", origin)
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get("Access-Control-Allow-Origin")
+}
+
 // Keys from the environment, under Mercure's names: no development setup,
 // no anonymous subscribers unless asked.
 func TestServeWithKeys(t *testing.T) {
@@ -136,6 +166,9 @@ func TestServeWithKeys(t *testing.T) {
 	}
 	if status, _ := get(t, base+"/.well-known/mercure?topic=a"); status != 401 {
 		t.Fatalf("anonymous subscriber: %d", status)
+	}
+	if got := corsOrigin(t, base, "https://app.example.net"); got != "" {
+		t.Fatalf("CORS without -cors-origins outside the development setup: Access-Control-Allow-Origin %q", got)
 	}
 	sign := func(key string, claims map[string]any) string {
 		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"mercure": claims}).SignedString([]byte(key))
