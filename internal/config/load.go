@@ -186,8 +186,9 @@ func (l *Loader) Load(lookup func(string) (string, bool)) (Loaded, error) {
 			resolve(i, nil)
 		}
 	}
-	// SERVER_NAME maps to an address by whether herald has a certificate.
-	server, warning := serverName(lookup, l.c.TLSCert != "")
+	// SERVER_NAME maps to an address by whether herald has a certificate,
+	// given or its own development one.
+	server, warning := serverName(lookup, l.c.TLSCert != "" || l.c.DevTLS)
 	resolve(addr, server)
 	if warning != "" && strings.HasPrefix(sources[addr], ServerNameEnv) {
 		out.Warnings = append(out.Warnings, warning)

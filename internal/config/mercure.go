@@ -427,7 +427,8 @@ func (m *mercure) store(where string, d *directive, name, path string, params []
 // and says what herald cannot do of it. Caddy listens on every interface
 // at the address's port; with a host name and no port it serves HTTPS on
 // :443 with a certificate it obtains, and redirects :80 to it. herald
-// obtains no certificate: it listens on :443 if it has one (-tls-cert),
+// obtains no certificate: it listens on :443 if it has one (-tls-cert, or
+// -dev-tls),
 // and on :80 in plain HTTP otherwise, with a warning.
 func serverName(lookup func(string) (string, bool), haveCert bool) (addr []given, warning string) {
 	v, ok := lookup(ServerNameEnv)
@@ -449,7 +450,7 @@ func serverName(lookup func(string) (string, bool), haveCert bool) (addr []given
 		}
 	}
 	if https && !haveCert {
-		warnings = append(warnings, fmt.Sprintf("Caddy would serve HTTPS for %s with a certificate it obtains; herald obtains none, so it serves plain HTTP on :%s. For HTTPS give herald -tls-cert and -tls-key, or terminate TLS in a proxy in front of it", sites[0], port))
+		warnings = append(warnings, fmt.Sprintf("Caddy would serve HTTPS for %s with a certificate it obtains; herald obtains none, so it serves plain HTTP on :%s. For HTTPS give herald -tls-cert and -tls-key (or -dev-tls on a laptop), or terminate TLS in a proxy in front of it", sites[0], port))
 	}
 	if len(sites) > 1 {
 		warnings = append(warnings, fmt.Sprintf("herald listens on one address, the first site's: :%s", port))

@@ -207,6 +207,7 @@ func TestServerName(t *testing.T) {
 		{"a host name", "example.com", nil, ":80", "Caddy would serve HTTPS for example.com with a certificate it obtains; herald obtains none, so it serves plain HTTP on :80"},
 		{"localhost", "localhost", nil, ":80", "Caddy would serve HTTPS for localhost"},
 		{"a host name with a certificate", "example.com", map[string]string{"HERALD_TLS_CERT": "c.pem", "HERALD_TLS_KEY": "k.pem"}, ":443", ""},
+		{"a host name with the development certificate", "localhost", map[string]string{"HERALD_DEV_TLS": "true"}, ":443", ""},
 		{"HTTPS on a port", "https://example.com:8443", nil, ":8443", "Caddy would serve HTTPS"},
 		{"two sites", ":80, :81", nil, ":80", "herald listens on one address, the first site's: :80"},
 		{"HERALD_ADDR wins, and no warning", "example.com", map[string]string{"HERALD_ADDR": ":9000"}, ":9000", ""},
