@@ -17,6 +17,7 @@ import (
 
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/internal/config"
+	"github.com/herald-sse/herald/internal/daemon"
 	"github.com/herald-sse/herald/internal/fdlimit"
 )
 
@@ -143,9 +144,9 @@ func (c *checks) keys(cfg config.Config) {
 		cfg.SubscriberJWTAlg != "" && !slices.Contains(config.Algorithms, cfg.SubscriberJWTAlg) {
 		return
 	}
-	_, dev, err := hubConfig(cfg, slog.New(slog.DiscardHandler))
+	plan, err := daemon.NewPlan(cfg, slog.New(slog.DiscardHandler))
 	c.problem(err)
-	if dev != nil && c.dryRun {
+	if err == nil && plan.Dev != nil && c.dryRun {
 		c.warnf("no publisher-jwt-key: herald serve would make up a random key at each start and allow anonymous subscribers, a development setup")
 	}
 	for _, k := range []struct{ name, key, alg string }{

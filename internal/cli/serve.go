@@ -3,9 +3,7 @@ package cli
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,20 +11,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/internal/config"
+	"github.com/herald-sse/herald/internal/daemon"
 	"github.com/herald-sse/herald/internal/logging"
 	"github.com/herald-sse/herald/internal/metrics"
-	"github.com/herald-sse/herald/store/boltstore"
-	"github.com/herald-sse/herald/store/pebblestore"
-	"github.com/herald-sse/herald/web"
 )
 
 func runServe(e *env, args []string) (err error) {
@@ -59,7 +53,7 @@ func runServe(e *env, args []string) (err error) {
 		logger.Warn("configuration", "warning", w)
 	}
 
-	hc, dev, err := hubConfig(cfg, logger)
+	plan, err := daemon.NewPlan(cfg, logger)
 	if err != nil {
 		return usageError{err}
 	}
@@ -118,32 +112,16 @@ func runServe(e *env, args []string) (err error) {
 	if e.BeforeOpen != nil {
 		e.BeforeOpen(ln.Addr().String())
 	}
-	history, where, err := openHistory(cfg, logger)
+	node, err := plan.Open()
 	if err != nil {
 		early.stop()
 		_ = ln.Close()
-		return err
-	}
-	hc.Log = history
-	h, err := hub.New(hc)
-	if err != nil {
-		early.stop()
-		_ = ln.Close()
-		_ = history.Close()
 		return err
 	}
 	early.stop()
+	h, history := node.Hub, node.History
 
-	var stopping atomic.Bool
-	var page http.Handler
-	if cfg.UI {
-		wc := web.Config{Anonymous: hc.Anonymous, Subscriptions: hc.Subscriptions, CORSOrigins: hc.CORSOrigins, CookieName: cfg.CookieName}
-		if dev != nil {
-			wc.DevKey = []byte(dev.key) // the demo's token endpoint: development setup only
-		}
-		page = web.Handler(wc)
-	}
-	srv := newServer(routes(h, &stopping, cfg.MetricsAddr == config.MetricsOnMain, page))
+	srv := newServer(node.Handler)
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
@@ -152,12 +130,12 @@ func runServe(e *env, args []string) (err error) {
 	// The start-up lines show whatever the level: they say where the hub
 	// is, and how to use the development setup.
 	startup := logging.New(e.stderr, cfg.LogFormat, "info")
-	startup.Info(fmt.Sprintf("herald %s: the hub is at %s%s", Version(), base, hub.Path), "history", where)
-	if page != nil {
+	startup.Info(fmt.Sprintf("herald %s: the hub is at %s%s", Version(), base, hub.Path), "history", node.Where)
+	if node.Page != nil {
 		startup.Info(fmt.Sprintf("the page is at %s/ (debugger, trip demo); -ui=false turns it off", base))
 	}
-	if dev != nil {
-		logDevSetup(startup, cfg.LogFormat, e.stderr, base, dev)
+	if plan.Dev != nil {
+		logDevSetup(startup, cfg.LogFormat, e.stderr, base, plan.Dev)
 	}
 	if devTLS != nil {
 		logDevTLS(startup, cfg.LogFormat, e.stderr, base, devTLS)
@@ -198,7 +176,7 @@ func runServe(e *env, args []string) (err error) {
 	}
 
 	// Not ready from now on: a load balancer stops sending publishers.
-	stopping.Store(true)
+	node.BeginShutdown()
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -228,39 +206,6 @@ func closeHistory(ctx context.Context, history hub.Log) error {
 	case <-ctx.Done():
 		return errors.New("the history did not close within the shutdown timeout")
 	}
-}
-
-// routes serves the hub, the health endpoints and, if asked, the metrics
-// and the web page (page, when not nil, gets every path the others do
-// not take). /readyz says whether the hub can take publications: not once
-// stopping is set, nor while the history refuses events.
-func routes(h *hub.Hub, stopping *atomic.Bool, withMetrics bool, page http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	if page != nil {
-		mux.Handle(hub.Path, h)
-		mux.Handle(hub.Path+"/", h)
-		mux.Handle("/", page)
-	} else {
-		mux.Handle("/", h)
-	}
-	if withMetrics {
-		mux.Handle("GET /metrics", metrics.Handler(h))
-	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if stopping.Load() {
-			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
-			return
-		}
-		if err := h.Ready(r.Context()); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	return mux
 }
 
 // starting serves while the history opens: alive, not ready, and every
@@ -392,121 +337,6 @@ func serveMetrics(addr string, h *hub.Hub, logger, startup *slog.Logger) (stop f
 	return func() { _ = srv.Close() }, nil
 }
 
-// devSetup is the configuration the daemon makes up when it is given no
-// key: a random key for both publishers and subscribers, and a token.
-type devSetup struct {
-	key   string
-	token string
-	// What the hub was given, for the start-up lines: the development
-	// setup's defaults or what was set.
-	anonymous, subscriptions bool
-	cors                     []string
-}
-
-// hubConfig turns the daemon's configuration into the hub's.
-func hubConfig(cfg config.Config, logger *slog.Logger) (hub.Config, *devSetup, error) {
-	var dev *devSetup
-	pubKey, subKey := cfg.PublisherJWTKey, cfg.SubscriberJWTKey
-	if pubKey == "" {
-		var raw [32]byte
-		_, _ = rand.Read(raw[:])
-		key := hex.EncodeToString(raw[:])
-		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"mercure": map[string]any{"publish": []string{"*"}, "subscribe": []string{"*"}},
-		}).SignedString([]byte(key))
-		if err != nil {
-			return hub.Config{}, nil, err
-		}
-		dev = &devSetup{key: key, token: token}
-		pubKey, cfg.PublisherJWTAlg = key, "HS256"
-	}
-	pk, err := hub.NewKey(cfg.PublisherJWTAlg, []byte(pubKey))
-	if err != nil {
-		return hub.Config{}, nil, fmt.Errorf("publisher-jwt-key: %w", err)
-	}
-	sk := pk
-	if subKey != "" {
-		alg := cfg.SubscriberJWTAlg
-		if alg == "" {
-			alg = cfg.PublisherJWTAlg
-		}
-		if sk, err = hub.NewKey(alg, []byte(subKey)); err != nil {
-			return hub.Config{}, nil, fmt.Errorf("subscriber-jwt-key: %w", err)
-		}
-	}
-	// The development setup is Mercure's: anonymous subscribers, the
-	// subscriptions API, and pages on any origin; each can be set.
-	anonymous, subscriptions, cors := dev != nil, dev != nil, cfg.CORSOrigins
-	if cfg.Anonymous != nil {
-		anonymous = *cfg.Anonymous
-	}
-	if cfg.Subscriptions != nil {
-		subscriptions = *cfg.Subscriptions
-	}
-	if cors == nil && dev != nil {
-		cors = []string{"*"}
-	}
-	if dev != nil {
-		dev.anonymous, dev.subscriptions, dev.cors = anonymous, subscriptions, cors
-	}
-	hc := hub.Config{
-		PublisherKey:     pk,
-		SubscriberKey:    sk,
-		Anonymous:        anonymous,
-		CookieName:       cfg.CookieName,
-		PublishOrigins:   cfg.PublishOrigins,
-		CORSOrigins:      cors,
-		Subscriptions:    subscriptions,
-		Heartbeat:        orNone(cfg.Heartbeat),
-		BatchInterval:    orNone(cfg.BatchInterval),
-		MaxBatchInterval: cfg.MaxBatchInterval,
-		MaxLifetime:      orNone(cfg.WriteTimeout),
-		DispatchTimeout:  cfg.DispatchTimeout,
-		MaxBodySize:      cfg.MaxBodySize,
-		MaxTopics:        cfg.MaxTopics,
-		MaxConnections:   cfg.MaxConnections,
-		Logger:           logger,
-
-		MaxSelectors:      cfg.MaxSelectors,
-		MaxClaimSelectors: cfg.MaxClaimSelectors,
-		MaxTemplates:      cfg.MaxTemplates,
-	}
-	if cfg.MaxConnections == 0 {
-		hc.MaxConnections = -1 // the daemon's 0 is no limit, the hub's is its default
-	}
-	return hc, dev, nil
-}
-
-// openHistory opens the store the configuration names, and says where it is.
-func openHistory(cfg config.Config, logger *slog.Logger) (hub.Log, string, error) {
-	switch cfg.Store {
-	case "memory":
-		size := cmp.Or(cfg.HistorySize, hub.DefaultHistorySize)
-		return hub.NewMemoryLog(hub.MemoryLogConfig{Size: size, MaxAge: cfg.HistoryMaxAge}),
-			fmt.Sprintf("in memory, the last %d events", size), nil
-	case "pebble":
-		dir := filepath.Join(cfg.DataDir, "history")
-		size := cmp.Or(cfg.HistorySize, pebblestore.DefaultSize)
-		l, err := pebblestore.Open(pebblestore.Config{Dir: dir, Size: size, MaxAge: cfg.HistoryMaxAge, Logger: logger})
-		return l, fmt.Sprintf("%s (pebble), the last %d events", dir, size), err
-	case "bolt":
-		path := filepath.Join(cfg.DataDir, "history.db")
-		size := cmp.Or(cfg.HistorySize, boltstore.DefaultSize)
-		l, err := boltstore.Open(boltstore.Config{Path: path, Size: size, MaxAge: cfg.HistoryMaxAge, Logger: logger})
-		return l, fmt.Sprintf("%s (bolt), the last %d events", path, size), err
-	default:
-		return nil, "", fmt.Errorf("unknown store %q", cfg.Store)
-	}
-}
-
-// orNone maps the daemon's "0 means none" to the hub's negative value.
-func orNone(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
-}
-
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return logging.New(w, cfg.LogFormat, cfg.LogLevel)
 }
@@ -533,43 +363,43 @@ func pick(b bool, yes, no string) string {
 // logDevSetup tells how to use the development setup: as text a person
 // reads (and copies commands from), beside the log, in text format; as
 // one record with the same fields in json format.
-func logDevSetup(logger *slog.Logger, format string, w io.Writer, base string, dev *devSetup) {
+func logDevSetup(logger *slog.Logger, format string, w io.Writer, base string, dev *daemon.DevSetup) {
 	hubURL := base + hub.Path
 	if format == "json" {
 		logger.Info("development setup: no key is configured, so herald made one up for this run; set HERALD_PUBLISHER_JWT_KEY (or MERCURE_PUBLISHER_JWT_KEY) to choose your own",
-			"key", dev.key, "alg", "HS256", "anonymous", dev.anonymous, "subscriptions", dev.subscriptions, "cors_origins", dev.cors, "token", dev.token,
+			"key", dev.Key, "alg", "HS256", "anonymous", dev.Anonymous, "subscriptions", dev.Subscriptions, "cors_origins", dev.CORSOrigins, "token", dev.Token,
 			"subscribe", []string{
 				fmt.Sprintf("herald subscribe -hub %s -topic demo", base),
 				fmt.Sprintf("curl -N '%s?topic=demo'", hubURL),
 			},
 			"publish", []string{
-				fmt.Sprintf("herald publish -hub %s -key %s -topic demo -data hello", base, dev.key),
-				fmt.Sprintf("curl -d topic=demo -d data=hello -H 'Authorization: Bearer %s' %s", dev.token, hubURL),
+				fmt.Sprintf("herald publish -hub %s -key %s -topic demo -data hello", base, dev.Key),
+				fmt.Sprintf("curl -d topic=demo -d data=hello -H 'Authorization: Bearer %s' %s", dev.Token, hubURL),
 			})
 		return
 	}
 	printDevSetup(w, base, dev)
 }
 
-func printDevSetup(w io.Writer, base string, dev *devSetup) {
+func printDevSetup(w io.Writer, base string, dev *daemon.DevSetup) {
 	hubURL := base + hub.Path
 	var b strings.Builder
 	b.WriteString("\nDevelopment setup: no key is configured, so herald made one up for this run.\n")
-	fmt.Fprintf(&b, "  Key (HS256, publishers and subscribers): %s\n", dev.key)
+	fmt.Fprintf(&b, "  Key (HS256, publishers and subscribers): %s\n", dev.Key)
 	b.WriteString("  Set HERALD_PUBLISHER_JWT_KEY (or MERCURE_PUBLISHER_JWT_KEY) to choose your own.\n")
 	fmt.Fprintf(&b, "  Anonymous subscribers: %s. Subscriptions API: %s. Origins allowed by CORS: %s.\n",
-		pick(dev.anonymous, "allowed", "refused"), pick(dev.subscriptions, "on", "off"), cmp.Or(strings.Join(dev.cors, " "), "none"))
-	if slices.Contains(dev.cors, "*") {
+		pick(dev.Anonymous, "allowed", "refused"), pick(dev.Subscriptions, "on", "off"), cmp.Or(strings.Join(dev.CORSOrigins, " "), "none"))
+	if slices.Contains(dev.CORSOrigins, "*") {
 		b.WriteString("  (As in Mercure's development setup, pages on any origin may subscribe and publish with\n")
 		b.WriteString("  credentials; -cors-origins lists yours.)\n")
 	}
 	b.WriteString("  A token that may publish and subscribe to every topic:\n")
-	fmt.Fprintf(&b, "    %s\n\n", dev.token)
+	fmt.Fprintf(&b, "    %s\n\n", dev.Token)
 	b.WriteString("  Subscribe:\n")
 	fmt.Fprintf(&b, "    herald subscribe -hub %s -topic demo\n", base)
 	fmt.Fprintf(&b, "    curl -N '%s?topic=demo'\n", hubURL)
 	b.WriteString("  Publish:\n")
-	fmt.Fprintf(&b, "    herald publish -hub %s -key %s -topic demo -data hello\n", base, dev.key)
-	fmt.Fprintf(&b, "    curl -d topic=demo -d data=hello -H 'Authorization: Bearer %s' %s\n\n", dev.token, hubURL)
+	fmt.Fprintf(&b, "    herald publish -hub %s -key %s -topic demo -data hello\n", base, dev.Key)
+	fmt.Fprintf(&b, "    curl -d topic=demo -d data=hello -H 'Authorization: Bearer %s' %s\n\n", dev.Token, hubURL)
 	_, _ = io.WriteString(w, b.String())
 }
