@@ -48,4 +48,33 @@
 //
 // A Hub is safe for concurrent use. Shutdown stops it gracefully, Close at
 // once; after either, Publish returns ErrClosed and subscriptions get 503.
+//
+// # Locks
+//
+// The hub's mutexes are taken in this order, and never the other way:
+//
+//  1. index.mu, read-held by the dispatcher's fan-out (dispatch,
+//     endTopics, fellBehind), by Shutdown and by the subscriptions API
+//     while they visit subscribers, and briefly by admit and size; written
+//     only by join and remove.
+//  2. index.matchMu, under index.mu's read lock, while index.each visits
+//     template groups.
+//  3. subscriber.mu, endedTopics.mu and the matcher's cache.mu, which the
+//     visits take (offer and the subscriber's changes, endOf, authorized);
+//     runQueue.mu, which scheduling takes once subscriber.mu is released
+//     (subscriber.change), so possibly under index.mu; and linuxConn.mu,
+//     which Shutdown's abort takes, once subscriber.mu is released, under
+//     index.mu.
+//
+// Every lock of step 3 is a leaf: nothing is taken while it is held. So
+// are those outside the chain: timers.mu and watcher.mu (each released
+// before the subscribers it found are stopped; watcher.mu is held around
+// the sync.Once that opens the epoll set), Hub.passedMu, liveCount.mu,
+// notices.mu, slowDrops.mu, MemoryLog.mu, plainServer.mu and
+// servedConn.mu. The hub holds none of its locks while it calls a Log, so
+// a Log that blocks holds up its caller alone; a write to a subscriber
+// holds only its connection's linuxConn.mu. The Logger is called under
+// notices.mu, slowDrops.mu and watcher.mu: its handler's own locks come
+// after them. Shutdown's sync.Once is held for the whole of Shutdown, so
+// it comes before every lock.
 package hub

@@ -1,6 +1,10 @@
 package hub
 
-import "sync"
+import (
+	"context"
+	"fmt"
+	"sync"
+)
 
 // endedTopics remembers the topics whose stream a publisher ended, with
 // the position of the ending event, up to a bound past which the oldest
@@ -103,4 +107,29 @@ func (h *Hub) endTopics(ev *Event) {
 	for _, s := range done {
 		s.endAfter(ev.Pos)
 	}
+}
+
+// recallEnded rebuilds the ended topics from the most recent history, up
+// to as many events as it remembers topics, so that a hub restarted on a
+// durable log still answers 204 for them.
+func (h *Hub) recallEnded(first, next uint64) error {
+	ctx := context.Background()
+	for p := max(first, next-min(next, uint64(h.cfg.MaxEndedTopics))); p < next; {
+		evs, err := h.log.Read(ctx, p, 1024)
+		if err != nil {
+			return fmt.Errorf("hub: read the log for ended topics: %w", err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		for _, ev := range evs {
+			if ev.End {
+				h.ended.end(ev.Topics, ev.Pos)
+			} else {
+				h.ended.reopen(ev.Topics)
+			}
+		}
+		p = evs[len(evs)-1].Pos + 1
+	}
+	return nil
 }

@@ -1,9 +1,11 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -11,6 +13,58 @@ import (
 	"strings"
 	"time"
 )
+
+// Publish appends u to the history and returns its ID once the log holds
+// it durably; delivery to subscribers follows at once. It refuses an
+// invalid update with an *Error, a duplicate ID with ErrDuplicateID, and
+// any call after Shutdown with ErrClosed. Publish does not check
+// authorization: a Go caller is trusted.
+func (h *Hub) Publish(ctx context.Context, u Update) (string, error) {
+	if h.closing.Load() {
+		return "", ErrClosed
+	}
+	if err := u.validate(h.cfg.MaxTopics); err != nil {
+		return "", err
+	}
+	return h.append(ctx, u)
+}
+
+// newEvent returns the event of an update, with its ID (generated if the
+// update has none) and its encoded form.
+func newEvent(u Update) *Event {
+	if u.ID == "" {
+		u.ID = newID()
+	}
+	ev := &Event{Update: u}
+	ev.wire = encode(ev)
+	return ev
+}
+
+// append appends an update that passed validation.
+func (h *Hub) append(ctx context.Context, u Update) (string, error) {
+	ev := newEvent(u)
+	start := time.Now()
+	err := h.log.Append(ctx, ev)
+	h.stats.appendLatency.Observe(uint64(time.Since(start)))
+	if err != nil {
+		h.storeFailed(ctx, opAppend, err)
+		return "", err
+	}
+	h.stats.published.Add(1)
+	if h.logger.Enabled(ctx, levelDebug) {
+		h.logger.LogAttrs(ctx, levelDebug, "hub: published", slog.String("id", ev.ID), slog.Any("topics", u.Topics),
+			slog.Bool("private", u.Private), slog.Uint64("pos", ev.Pos))
+	}
+	if u.End {
+		// Once the publisher has its answer, a subscription to the
+		// ended topics is refused with 204: the dispatcher must have
+		// recorded the end. Ends are rare; the wait is the dispatcher's
+		// lag, microseconds. The event is durable whatever happens to
+		// the wait, so its ID is the answer.
+		h.waitDispatched(ctx, ev.Pos)
+	}
+	return ev.ID, nil
+}
 
 // publish serves POST /.well-known/mercure: an update as an
 // application/x-www-form-urlencoded body with the fields topic (repeated),

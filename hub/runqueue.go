@@ -72,3 +72,16 @@ func (q *runQueue) close() {
 	q.mu.Unlock()
 	q.cond.Broadcast()
 }
+
+// worker runs subscribers scheduled on the pool until the hub stops.
+func (h *Hub) worker() {
+	defer h.pool.Done()
+	var scratch [][]byte
+	for {
+		s, ok := h.runq.pop()
+		if !ok {
+			return
+		}
+		s.run(false, &scratch)
+	}
+}

@@ -141,3 +141,25 @@ func newID() string {
 	}
 	return id.URN()
 }
+
+// encode returns the stream form of an event: what every subscriber is sent.
+func encode(ev *Event) []byte {
+	// Room for the fields as written, a "data: " prefix per line.
+	size := len("id: \nevent: \nretry: 4294967295\n\n") + len(ev.ID) + len(ev.Type) +
+		(len("data: \n"))*(1+strings.Count(ev.Data, "\n")) + len(ev.Data)
+	b, err := sse.Event{ID: ev.ID, Type: ev.Type, Data: ev.Data, Retry: ev.Retry}.AppendText(make([]byte, 0, size))
+	if err != nil {
+		// The update was validated before it reached the log, or the
+		// log holds an event no publisher could have sent.
+		panic(fmt.Sprintf("hub: encode event %q: %v", ev.ID, err))
+	}
+	return b
+}
+
+// wire returns the encoded form of ev.
+func wire(ev *Event) []byte {
+	if ev.wire != nil {
+		return ev.wire
+	}
+	return encode(ev)
+}
