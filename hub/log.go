@@ -19,7 +19,8 @@ type Log interface {
 	// for a log that keeps nothing on disk, for as long as it runs). It
 	// sets each event's Pos and Time. It fails with ErrDuplicateID, having
 	// appended none of them, when an event's ID is already retained or
-	// appears twice among evs. The caller must not change the events
+	// appears twice among evs. It prepares the events (Event.Prepare)
+	// that are not prepared yet. The caller must not change the events
 	// afterwards.
 	//
 	// When its storage fails (a full disk, an I/O error), Append returns
@@ -35,8 +36,12 @@ type Log interface {
 
 	// Read returns up to limit events in order, starting at position from
 	// or, when from is no longer retained, at the first retained event.
-	// It returns no events when from is at or past the end. The caller
-	// must not change the events.
+	// It returns no events when from is at or past the end. An event that
+	// the log hands to more than one Read (one it keeps in memory) is
+	// prepared (Event.Prepare), so that every subscriber it reaches shares
+	// one encoding; an event the log builds for this Read alone, say from
+	// a file, may be unprepared, and is then encoded by its one reader if
+	// it wants it. The caller must not change the events.
 	Read(ctx context.Context, from uint64, limit int) ([]*Event, error)
 
 	// Lookup returns the position of the retained event with the given

@@ -77,6 +77,7 @@ func (l *MemoryLog) Append(ctx context.Context, evs ...*Event) error {
 	}
 	now := time.Now()
 	for _, ev := range evs {
+		ev.Prepare()
 		ev.Pos, ev.Time = l.first+uint64(l.count), now
 		l.push(ev)
 	}

@@ -36,7 +36,7 @@ func newEvent(u Update) *Event {
 		u.ID = newID()
 	}
 	ev := &Event{Update: u}
-	ev.wire = encode(ev)
+	ev.Prepare()
 	return ev
 }
 

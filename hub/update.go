@@ -48,7 +48,35 @@ type Event struct {
 	Time time.Time
 	Update
 
-	wire []byte // the encoded form, when the hub has made it already
+	wire []byte // the encoded form, once Prepare has made it
+}
+
+// Prepare encodes the event in the stream form every subscriber is sent,
+// and keeps it with the event, so that the event is encoded once however
+// many subscribers receive it, rather than once per subscriber.
+//
+// Whoever builds an event that more than one reader may get calls Prepare
+// once its ID, Type, Data and Retry are final (Pos and Time are not part of the stream form), and before the
+// event is shared: Prepare writes the event, so it must not run
+// concurrently with anything that reads it. The hub prepares the events it
+// publishes; a Log prepares the events it keeps to hand to more than one
+// Read (see Log.Read), those appended to it as well as those it builds
+// itself, say from a file on a restart. Preparing a prepared event does
+// nothing.
+//
+// Prepare panics if the event holds a field no publisher could have sent
+// (an ID or type with a line break or NUL, a negative Retry): the hub
+// validates updates before they reach the log.
+func (ev *Event) Prepare() {
+	if ev.wire == nil {
+		ev.wire = encode(ev)
+	}
+}
+
+// Prepared reports whether Prepare has encoded the event. The hubtest
+// suite uses it to check that a Log prepares the events it shares.
+func (ev *Event) Prepared() bool {
+	return ev.wire != nil
 }
 
 // Limits on what a publisher or subscriber may send. Each protects the hub
@@ -156,7 +184,9 @@ func encode(ev *Event) []byte {
 	return b
 }
 
-// wire returns the encoded form of ev.
+// wire returns the encoded form of ev: the prepared one, or else a fresh
+// encoding, which a Log that does not prepare its events costs on every
+// call.
 func wire(ev *Event) []byte {
 	if ev.wire != nil {
 		return ev.wire

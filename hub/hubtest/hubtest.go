@@ -105,7 +105,27 @@ func read(t *testing.T, l hub.Log, from uint64, limit int) []*hub.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkShared(t, l, evs)
 	return evs
+}
+
+// checkShared fails when the log hands out an event it shares between
+// reads (the same *hub.Event from two reads) without preparing it
+// (hub.Event.Prepare), which would have every subscriber encode it anew.
+func checkShared(t *testing.T, l hub.Log, evs []*hub.Event) {
+	t.Helper()
+	if len(evs) == 0 {
+		return
+	}
+	again, err := l.Read(context.Background(), evs[0].Pos, len(evs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range min(len(evs), len(again)) {
+		if ev := evs[i]; ev == again[i] && !ev.Prepared() {
+			t.Fatalf("event %s at position %d is shared between reads but not prepared (hub.Event.Prepare)", ev.ID, ev.Pos)
+		}
+	}
 }
 
 func ids(evs []*hub.Event) []string {

@@ -15,6 +15,7 @@ import (
 	"github.com/herald-sse/herald/hub/hubtest"
 	"github.com/herald-sse/herald/internal/tmpfs"
 	"github.com/herald-sse/herald/store/boltstore"
+	"github.com/herald-sse/herald/store/internal/logcore"
 )
 
 func open(t *testing.T, cfg boltstore.Config) boltstore.Log {
@@ -87,6 +88,17 @@ func TestRestart(t *testing.T) {
 	first, next, _ := l.Bounds(ctx)
 	if first != 1 || next != 10_001 {
 		t.Fatalf("bounds after restart [%d, %d)", first, next)
+	}
+	// The recent events, which the store decoded into memory on opening
+	// and shares between reads, are prepared: encoded once for everyone.
+	tail, err := l.Read(ctx, next-logcore.TailSize, logcore.TailSize)
+	if err != nil || len(tail) != logcore.TailSize {
+		t.Fatalf("read %d recent events, %v", len(tail), err)
+	}
+	for _, e := range tail {
+		if !e.Prepared() {
+			t.Fatalf("the recent event %s, at position %d, is not prepared", e.ID, e.Pos)
+		}
 	}
 	if err := l.Append(ctx, ev("e9999")); !errors.Is(err, hub.ErrDuplicateID) {
 		t.Fatalf("a duplicate of an ID from before the restart: %v", err)

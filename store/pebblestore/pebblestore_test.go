@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/hub/hubtest"
+	"github.com/herald-sse/herald/store/internal/logcore"
 	"github.com/herald-sse/herald/store/pebblestore"
 )
 
@@ -75,6 +76,17 @@ func TestRestart(t *testing.T) {
 	ctx := context.Background()
 	if first, next, _ := l.Bounds(ctx); first != 1 || next != n+1 {
 		t.Fatalf("bounds after restart [%d, %d)", first, next)
+	}
+	// The recent events, which the store decoded into memory on opening
+	// and shares between reads, are prepared: encoded once for everyone.
+	tail, err := l.Read(ctx, n+1-logcore.TailSize, logcore.TailSize)
+	if err != nil || len(tail) != logcore.TailSize {
+		t.Fatalf("read %d recent events, %v", len(tail), err)
+	}
+	for _, e := range tail {
+		if !e.Prepared() {
+			t.Fatalf("the recent event %s, at position %d, is not prepared", e.ID, e.Pos)
+		}
 	}
 	if err := l.Append(ctx, ev("e19999")); !errors.Is(err, hub.ErrDuplicateID) {
 		t.Fatalf("a duplicate of an ID from before the restart: %v", err)

@@ -121,7 +121,7 @@ type Log struct {
 	mu     sync.RWMutex
 	first  uint64
 	next   uint64
-	tail   []*hub.Event // tail[p%TailSize] is the event at position p, for p in [from, next)
+	tail   []*hub.Event // tail[p%TailSize] is the event at position p, for p in [from, next); prepared (hub.Event.Prepare)
 	from   uint64
 	wake   chan struct{} // closed and replaced at each append
 	closed bool
@@ -169,6 +169,7 @@ func New(b Backend, first, next uint64, recent []*hub.Event, logger *slog.Logger
 	}
 	l.idle.L = &l.qmu
 	for _, ev := range recent {
+		ev.Prepare()
 		l.tail[ev.Pos%TailSize] = ev
 		l.from = min(l.from, ev.Pos)
 	}
@@ -191,6 +192,9 @@ func (l *Log) Append(ctx context.Context, evs ...*hub.Event) error {
 	l.mu.RUnlock()
 	if failed != nil {
 		return failed // fail fast: no wait for a commit that would fail
+	}
+	for _, ev := range evs {
+		ev.Prepare() // before the tail shares it with every reader
 	}
 	r := &appendReq{evs: evs, done: make(chan error, 1)}
 	l.qmu.Lock()
@@ -417,6 +421,7 @@ func (l *Log) adopt(first, next uint64, recent []*hub.Event) error {
 	}
 	for _, ev := range recent {
 		if ev.Pos >= l.next {
+			ev.Prepare()
 			l.tail[ev.Pos%TailSize] = ev
 		}
 	}
@@ -505,7 +510,9 @@ func (l *Log) trimChunk() bool {
 	return newFirst != first
 }
 
-// Read implements hub.Log.
+// Read implements hub.Log. Events from the tail are shared, and prepared;
+// those read from the backend are built for this read alone, and left for
+// their one reader to encode (or not, if it wants none of them).
 func (l *Log) Read(ctx context.Context, from uint64, limit int) ([]*hub.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

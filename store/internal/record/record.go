@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-sse/herald/hub"
+	"github.com/herald-sse/herald/sse"
 )
 
 // The record of an event, as the stores keep it:
@@ -65,7 +66,9 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// Decode decodes the record of the event at pos.
+// Decode decodes the record of the event at pos. A record whose ID, type
+// or retry could not be sent to subscribers (hub.Event.Prepare would
+// panic) is corrupt, whatever its checksum says.
 func Decode(pos uint64, rec []byte) (*hub.Event, error) {
 	if len(rec) < 5 {
 		return nil, ErrCorrupt
@@ -92,6 +95,9 @@ func Decode(pos uint64, rec []byte) (*hub.Event, error) {
 	}
 	ev.Data = d.string()
 	if d.bad || len(d.b) != 0 {
+		return nil, ErrCorrupt
+	}
+	if (sse.Event{ID: ev.ID, Type: ev.Type, Retry: ev.Retry}).Validate() != nil {
 		return nil, ErrCorrupt
 	}
 	return ev, nil

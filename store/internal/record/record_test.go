@@ -38,6 +38,27 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// A record that its checksum holds whole but whose fields no subscriber
+// could be sent (an ID with a line break) is corrupt, not an event that
+// would make the hub panic when it encodes it.
+func TestUnsendableFields(t *testing.T) {
+	t.Parallel()
+	for _, u := range []hub.Update{
+		{ID: "a\nb", Topics: []string{"t"}},
+		{ID: "a", Type: "x\ry", Topics: []string{"t"}},
+		{ID: "a", Type: "x\x00", Topics: []string{"t"}},
+	} {
+		rec := record.Append(nil, &hub.Event{Update: u})
+		if _, err := record.Decode(1, rec); !errors.Is(err, record.ErrCorrupt) {
+			t.Errorf("Decode of %+v: %v, want ErrCorrupt", u, err)
+		}
+	}
+	ok, err := record.Decode(1, record.Append(nil, &hub.Event{Update: hub.Update{ID: "a", Type: "x", Topics: []string{"t"}}}))
+	if err != nil || ok.ID != "a" {
+		t.Fatalf("Decode of a sendable event: %+v, %v", ok, err)
+	}
+}
+
 // FuzzDecode: whatever a damaged file holds, decoding it never panics.
 func FuzzDecode(f *testing.F) {
 	f.Add(record.Append(nil, &hub.Event{Update: hub.Update{ID: "x", Topics: []string{"t"}, Data: "d"}}))
