@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/herald-sse/herald/hub"
+	"github.com/herald-sse/herald/store/internal/window"
 )
 
 const (
@@ -118,13 +119,8 @@ type Log struct {
 	quit    chan struct{}  // closed by Close: the trimmer and the recovery stop
 	bg      sync.WaitGroup // the trimmer and the recovery
 
+	w      *window.Window // the bounds, the last TailSize events, the waiters
 	mu     sync.RWMutex
-	first  uint64
-	next   uint64
-	tail   []*hub.Event // tail[p%TailSize] is the event at position p, for p in [from, next); prepared (hub.Event.Prepare)
-	from   uint64
-	wake   chan struct{} // closed and replaced at each append
-	closed bool
 	failed *fault // why appends are refused, if they are
 	once   sync.Once
 
@@ -161,18 +157,9 @@ func New(b Backend, first, next uint64, recent []*hub.Event, logger *slog.Logger
 		b:      b,
 		logger: logger,
 		quit:   make(chan struct{}),
-		first:  first,
-		next:   next,
-		tail:   make([]*hub.Event, TailSize),
-		from:   next,
-		wake:   make(chan struct{}),
+		w:      window.New(TailSize, first, next, recent),
 	}
 	l.idle.L = &l.qmu
-	for _, ev := range recent {
-		ev.Prepare()
-		l.tail[ev.Pos%TailSize] = ev
-		l.from = min(l.from, ev.Pos)
-	}
 	l.bg.Add(1)
 	go l.trimLoop()
 	return l
@@ -194,7 +181,7 @@ func (l *Log) Append(ctx context.Context, evs ...*hub.Event) error {
 		return failed // fail fast: no wait for a commit that would fail
 	}
 	for _, ev := range evs {
-		ev.Prepare() // before the tail shares it with every reader
+		ev.Prepare() // before the window shares it with every reader
 	}
 	r := &appendReq{evs: evs, done: make(chan error, 1)}
 	l.qmu.Lock()
@@ -244,8 +231,9 @@ func (l *Log) handOver() {
 }
 
 func (l *Log) commit(batch []*appendReq) {
+	first, next := l.w.Bounds()
 	l.mu.RLock()
-	first, next, failed := l.first, l.next, l.failed
+	failed := l.failed
 	l.mu.RUnlock()
 	if failed != nil {
 		for _, r := range batch {
@@ -273,26 +261,13 @@ func (l *Log) commit(batch []*appendReq) {
 		}
 		return
 	}
-	l.mu.Lock()
-	p := next
+	committed := make([]*hub.Event, 0, added)
 	for i, r := range batch {
-		if results[i] != nil {
-			continue
-		}
-		for _, ev := range r.evs {
-			l.tail[ev.Pos%TailSize] = ev
-			p = ev.Pos + 1
+		if results[i] == nil {
+			committed = append(committed, r.evs...)
 		}
 	}
-	grew := p != next
-	l.next = p
-	l.first = newFirst
-	l.from = max(l.from, l.first, l.next-min(l.next, TailSize))
-	if grew {
-		close(l.wake)
-		l.wake = make(chan struct{})
-	}
-	l.mu.Unlock()
+	l.w.Advance(newFirst, next+uint64(len(committed)), committed...)
 	for i, r := range batch {
 		r.done <- results[i]
 	}
@@ -413,27 +388,22 @@ func (l *Log) takeLead() bool {
 // that reached its files come after the last one acknowledged, and are
 // delivered as any other. It then accepts appends again.
 func (l *Log) adopt(first, next uint64, recent []*hub.Event) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if next < l.next {
+	_, had := l.w.Bounds() // no commit runs: the caller leads
+	if next < had {
 		return fmt.Errorf("%w: after recovering, it ends at position %d, before the last event acknowledged, %d",
-			ErrPermanent, next, l.next-1)
+			ErrPermanent, next, had-1)
 	}
-	for _, ev := range recent {
-		if ev.Pos >= l.next {
-			ev.Prepare()
-			l.tail[ev.Pos%TailSize] = ev
-		}
+	if next > had {
+		l.logger.Warn("the history holds events whose commit had failed; they are delivered", "events", next-had)
 	}
-	if next > l.next {
-		l.logger.Warn("the history holds events whose commit had failed; they are delivered", "events", next-l.next)
-		l.next = next
-		close(l.wake)
-		l.wake = make(chan struct{})
+	i := len(recent)
+	for i > 0 && recent[i-1].Pos >= had {
+		i--
 	}
-	l.first = first
-	l.from = max(l.from, l.first, l.next-min(l.next, TailSize))
+	l.w.Advance(first, next, recent[i:]...)
+	l.mu.Lock()
 	l.failed = nil
+	l.mu.Unlock()
 	return nil
 }
 
@@ -442,7 +412,7 @@ func (l *Log) Healthy() error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	switch {
-	case l.closed:
+	case l.w.Closed():
 		return hub.ErrClosed
 	case l.failed != nil:
 		return l.failed
@@ -479,8 +449,9 @@ func (l *Log) trimChunk() bool {
 	l.leading = true
 	l.qmu.Unlock()
 	defer l.handOver()
+	first, next := l.w.Bounds()
 	l.mu.RLock()
-	first, next, failed := l.first, l.next, l.failed
+	failed := l.failed
 	l.mu.RUnlock()
 	if failed != nil || first == next {
 		return false
@@ -503,41 +474,29 @@ func (l *Log) trimChunk() bool {
 		l.logger.Error("dropping expired events from the history failed", "error", err)
 		return false
 	}
-	l.mu.Lock()
-	l.first = newFirst
-	l.from = max(l.from, l.first)
-	l.mu.Unlock()
+	l.w.Advance(newFirst, next)
 	return newFirst != first
 }
 
-// Read implements hub.Log. Events from the tail are shared, and prepared;
-// those read from the backend are built for this read alone, and left for
-// their one reader to encode (or not, if it wants none of them).
+// Read implements hub.Log. Events from the window are shared, and
+// prepared; those read from the backend are built for this read alone, and
+// left for their one reader to encode (or not, if it wants none of them).
 func (l *Log) Read(ctx context.Context, from uint64, limit int) ([]*hub.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	l.mu.RLock()
-	if l.closed {
-		l.mu.RUnlock()
+	if l.w.Closed() {
 		return nil, hub.ErrClosed
 	}
-	from = max(from, l.first)
-	next, tailFrom := l.next, l.from
-	if from >= next || limit <= 0 {
-		l.mu.RUnlock()
+	if evs, ok := l.w.Read(from, limit); ok {
+		return evs, nil
+	}
+	first, next := l.w.Bounds()
+	from = max(from, first)
+	if from >= next {
 		return nil, nil
 	}
 	n := int(min(next-from, uint64(limit)))
-	if from >= tailFrom {
-		out := make([]*hub.Event, n)
-		for i := range out {
-			out[i] = l.tail[(from+uint64(i))%TailSize]
-		}
-		l.mu.RUnlock()
-		return out, nil
-	}
-	l.mu.RUnlock()
 	var evs []*hub.Event
 	err := guard(func() (err error) {
 		evs, err = l.b.Read(from, n)
@@ -551,10 +510,7 @@ func (l *Log) Lookup(ctx context.Context, id string) (uint64, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, false, err
 	}
-	l.mu.RLock()
-	closed := l.closed
-	l.mu.RUnlock()
-	if closed {
+	if l.w.Closed() {
 		return 0, false, hub.ErrClosed
 	}
 	var p uint64
@@ -566,9 +522,7 @@ func (l *Log) Lookup(ctx context.Context, id string) (uint64, bool, error) {
 	if err != nil || !ok {
 		return 0, false, err
 	}
-	l.mu.RLock()
-	first, next := l.first, l.next
-	l.mu.RUnlock()
+	first, next := l.w.Bounds()
 	if p >= next {
 		// The event of a failed commit, which the backend still shows
 		// until it recovers: not in the history (yet).
@@ -582,33 +536,15 @@ func (l *Log) Bounds(ctx context.Context) (first, next uint64, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, err
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
+	if l.w.Closed() {
 		return 0, 0, hub.ErrClosed
 	}
-	return l.first, l.next, nil
+	first, next = l.w.Bounds()
+	return first, next, nil
 }
 
 // Wait implements hub.Log.
-func (l *Log) Wait(ctx context.Context, after uint64) error {
-	for {
-		l.mu.RLock()
-		closed, next, wake := l.closed, l.next, l.wake
-		l.mu.RUnlock()
-		switch {
-		case closed:
-			return hub.ErrClosed
-		case next > after:
-			return nil
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
+func (l *Log) Wait(ctx context.Context, after uint64) error { return l.w.Wait(ctx, after) }
 
 // Close waits for the commit, or the attempt to recover, under way,
 // refuses the appends that come after, and closes the backend. It is
@@ -627,11 +563,10 @@ func (l *Log) Close() error {
 		l.qmu.Unlock()
 		close(l.quit)
 		l.bg.Wait()
-		l.mu.Lock()
-		l.closed = true
-		close(l.wake)
+		l.w.Close()
+		l.mu.RLock()
 		failed := l.failed
-		l.mu.Unlock()
+		l.mu.RUnlock()
 		err = l.b.Close()
 		if err != nil && failed != nil {
 			// The fault again, most likely (Pebble reports its
