@@ -327,6 +327,67 @@ func TestConnsFailures(t *testing.T) {
 	}
 }
 
+// A run that fails part way closes every connection it opened, those that
+// had their probe too: a connection left open would hold its handler, and
+// the test server's Close, forever.
+func TestConnsClosesOnFailure(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	open := 0
+	changed := sync.NewCond(&mu)
+	probe := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/pub/t0":
+			close(probe)
+			w.WriteHeader(http.StatusAccepted)
+		case r.Method == http.MethodPost:
+			http.Error(w, "refused", http.StatusInternalServerError)
+		case strings.HasPrefix(r.URL.Path, "/sub/"):
+			s, err := sse.NewStream(w, r, sse.StreamConfig{})
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			mu.Lock()
+			open++
+			mu.Unlock()
+			defer func() { mu.Lock(); open--; changed.Broadcast(); mu.Unlock() }()
+			if r.URL.Path == "/sub/t0" {
+				select {
+				case <-probe:
+					if s.Send(sse.Event{Data: "probe"}) != nil {
+						return
+					}
+				case <-r.Context().Done():
+					return
+				}
+			}
+			<-r.Context().Done()
+		}
+	}))
+	defer srv.Close()
+	_, err := Conns(context.Background(), ConnsConfig{Target: Target{URL: srv.URL, Protocol: Nchan}, Subscribers: 6, Topics: 2, Hold: time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "probe") {
+		t.Fatalf("the probe's refusal went unnoticed: %v", err)
+	}
+	// Closed connections are seen by the server at once; the bound is for
+	// a failure of the test, not a measure.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { mu.Lock(); changed.Broadcast(); mu.Unlock() })
+	defer stop()
+	mu.Lock()
+	defer mu.Unlock()
+	for open > 0 && ctx.Err() == nil {
+		changed.Wait()
+	}
+	if open > 0 {
+		srv.CloseClientConnections() // or Close would wait for them
+		t.Fatalf("%d connections left open after the run", open)
+	}
+}
+
 // A reconnect run against a real hub: subscribers cut off come back with
 // Last-Event-ID and miss nothing.
 func TestReconnect(t *testing.T) {

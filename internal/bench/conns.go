@@ -136,6 +136,16 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 		connect Histogram
 		wg      sync.WaitGroup
 	)
+	// Every connection is closed when the run ends, however it ends: a
+	// reader that had its probe no longer watches ctx, and a connection
+	// left open would hold its handler, and a test server's Close, forever.
+	defer func() {
+		mu.Lock()
+		for _, st := range streams {
+			st.close()
+		}
+		mu.Unlock()
+	}()
 	var opened, failed atomic.Int64
 	stopProgress := func() {}
 	phase := atomic.Value{}
@@ -285,10 +295,6 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*ConnsResult, error) {
 		res.HubCPUSeconds = (hubCPU1 - hubCPU0).Seconds()
 	}
 	res.ToolCPUSeconds = (selfCPU() - toolCPU0).Seconds()
-	cancel()
-	for _, st := range streams {
-		st.close()
-	}
 	if len(res.Failures) == 0 {
 		res.Failures = nil
 	}
