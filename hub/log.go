@@ -6,9 +6,38 @@ import "context"
 // both live delivery and replay read, so that a subscriber resuming with
 // Last-Event-ID gets every event after its own, once, with no gap.
 //
-// Positions start at 1 and increase by one with each appended event. The
-// log retains the events of positions [first, next); retention drops
-// events from the front only.
+// Positions start at 1 and increase by one with each appended event: they
+// are dense, with no gap, so that a reader that is handed an event at a
+// position other than the one it asked for knows that it missed the ones
+// between (the hub disconnects the subscribers that did, and they resume
+// with Last-Event-ID). The log retains the events of positions [first,
+// next); retention drops events from the front only, and neither bound
+// ever moves back.
+//
+// Positions are the log's own, never shown to clients: event IDs are what
+// a client resumes with (Lookup maps one to its position). A log shared by
+// several hubs (a cluster engine) may so number the same event differently
+// on each, as long as each numbering is dense and in the shared order.
+//
+// # Epochs
+//
+// An engine may lose its history behind the log's back: a Redis restart
+// that kept nothing on disk, an evicted key. A log over such an engine
+// keeps an epoch (a generation stored with the history) and notices when
+// it changes. Its positions then continue from where they were, and what
+// was lost reads as dropped from the front: first moves up to next, so
+// that a waiting reader is woken by the events of the new epoch rather
+// than waiting for positions that will never come, and a client resuming
+// from a lost ID starts at the first retained event, as after any
+// retention. hubtest's Lose option checks this.
+//
+// # Speed
+//
+// Wait, Bounds, and Read of the recent events (those a live subscriber
+// needs) are on the hub's delivery path: they answer from memory, with no
+// round trip to a disk or a server. Read of older events (a resumption
+// from far back) may do I/O; the hub keeps such reads off its write path
+// when the log tells which reads those are (see RecentReader).
 //
 // Implementations are safe for concurrent use. After Close every method
 // returns ErrClosed. The hubtest package holds the behavioural suite that

@@ -48,6 +48,12 @@ type Suite struct {
 	// and recover on its own. The suite closes it. Without Fault, the
 	// suite has no fault test.
 	Fault func(t *testing.T) (l hub.Log, fail, mend func())
+	// Lose, when set, returns a new, empty log over an engine that can
+	// lose its history behind the log's back (a Redis restart that kept
+	// nothing on disk), and lose, which makes it do so, epoch and all.
+	// The suite closes the log. Without Lose, the suite has no test of
+	// epochs (see hub.Log).
+	Lose func(t *testing.T) (l hub.Log, lose func())
 }
 
 // Run runs the suite.
@@ -73,6 +79,12 @@ func Run(t *testing.T, s Suite) {
 			name string
 			fn   func(*testing.T, Suite)
 		}{"Fault", testFault})
+	}
+	if s.Lose != nil {
+		tests = append(tests, struct {
+			name string
+			fn   func(*testing.T, Suite)
+		}{"LostHistory", testLostHistory})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })
@@ -518,5 +530,60 @@ func testFault(t *testing.T, s Suite) {
 	fail()
 	if err := l.Close(); err != nil {
 		t.Logf("Close on failing storage: %v", err)
+	}
+}
+
+// testLostHistory: when the engine loses the history, the log notices (its
+// epoch changed) and its positions go on from where they were, the lost
+// events reading as dropped from the front; a reader waiting for the next
+// position is woken by the new events, not left waiting for positions that
+// never come; the lost IDs are free again.
+func testLostHistory(t *testing.T, s Suite) {
+	ctx := context.Background()
+	l, lose := s.Lose(t)
+	t.Cleanup(func() { _ = l.Close() })
+	appendN(t, l, "a", 5)
+	if first, next := bounds(t, l); first != 1 || next != 6 {
+		t.Fatalf("bounds [%d, %d) after 5 events", first, next)
+	}
+	woken := make(chan error, 1)
+	go func() { woken <- l.Wait(ctx, 5) }()
+	lose()
+	// The append that finds the loss may fail as unavailable; the log
+	// takes appends again on its own.
+	b := event("b", "t")
+	for {
+		err := l.Append(ctx, b)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, hub.ErrUnavailable) {
+			t.Fatalf("an append after the loss: %v", err)
+		}
+		b = event("b", "t")
+		time.Sleep(10 * time.Millisecond) // a log that never takes it fails by the test's timeout
+	}
+	if b.Pos < 6 {
+		t.Fatalf("after the loss an event got position %d, within the lost ones' [1, 6)", b.Pos)
+	}
+	if err := <-woken; err != nil {
+		t.Fatalf("the reader waiting past position 5: %v", err)
+	}
+	first, next := bounds(t, l)
+	if first < 6 || first > b.Pos || next != b.Pos+1 {
+		t.Fatalf("bounds [%d, %d) after the loss, with the new event at %d", first, next, b.Pos)
+	}
+	if evs := read(t, l, 1, 10); len(evs) != 1 || evs[0].ID != "b" || evs[0].Pos != b.Pos {
+		t.Fatalf("read from 1 after the loss: %v", ids(evs))
+	}
+	if _, ok, err := l.Lookup(ctx, "a-3"); err != nil || ok {
+		t.Fatalf("a lost ID is found: %v %v", ok, err)
+	}
+	if p, ok, err := l.Lookup(ctx, "b"); err != nil || !ok || p != b.Pos {
+		t.Fatalf("Lookup of the new event: %d %v %v", p, ok, err)
+	}
+	again := event("a-3", "t")
+	if err := l.Append(ctx, again); err != nil || again.Pos != b.Pos+1 {
+		t.Fatalf("a lost ID appended again: %v, position %d", err, again.Pos)
 	}
 }
