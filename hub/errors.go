@@ -90,7 +90,7 @@ func asError(err error) *Error {
 		e = &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "the hub is shutting down"}
 	case errors.Is(err, ErrUnavailable):
 		e = &Error{Status: http.StatusServiceUnavailable, Code: codeNoHistory, retryAfter: historyRetryAfter,
-			Message: "the history cannot store events at the moment (a storage fault); the update was not acknowledged"}
+			Message: "the history cannot store events at the moment (its disk, or the server it is kept on, is failing); the update was not acknowledged"}
 	case errors.Is(err, ErrDuplicateID):
 		e = &Error{Status: http.StatusConflict, Code: codeDuplicateID, Message: "an event with this id is already in the history"}
 	default:
