@@ -1,0 +1,151 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/herald-sse/herald/hub"
+	"github.com/redis/go-redis/v9"
+)
+
+// run is the store's one reader: it follows the stream from the entry
+// after last (a Redis position of the current epoch) and feeds the window,
+// until ctx ends. It is the only caller of the window's Advance but for
+// adopt, which it excludes by holding s.mu.
+func (s *Store) run(ctx context.Context, last uint64) {
+	defer close(s.done)
+	s.mu.Lock()
+	epoch := s.epoch
+	s.mu.Unlock()
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		if s.epoch != epoch {
+			epoch, last = s.epoch, 0 // adopted by an append: read the new epoch from its start
+		}
+		s.mu.Unlock()
+		msgs, now, first, err := s.poll(ctx, last)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			err = s.failed("following the stream", err)
+			s.logger.Warn("redisstore: the reader failed; it reconnects", "error", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		s.worked()
+		backoff = 10 * time.Millisecond
+		if now != epoch {
+			if now == "" {
+				if now, err = s.renew(ctx); err != nil {
+					continue // the next poll fails the same way, and backs off
+				}
+			}
+			s.adopt(now)
+			continue
+		}
+		if len(msgs) > 0 {
+			n, err := s.feed(epoch, msgs, first)
+			if err != nil {
+				s.logger.Error("redisstore: the stream holds an entry herald cannot read; it is skipped", "error", err)
+			}
+			last = n
+		}
+	}
+}
+
+// poll reads the entries after last, waiting up to readBlock for some, and
+// the epoch around them: the entries are those of the epoch returned only
+// if it was the same before and after the XREAD (then no loss came
+// between). first is the first position retained, read after the entries.
+func (s *Store) poll(ctx context.Context, last uint64) (msgs []redis.XMessage, epoch string, first uint64, err error) {
+	var before, after, firstCmd *redis.StringCmd
+	var read *redis.XStreamSliceCmd
+	// One pipeline on the reader's own connection: Redis runs the GETs
+	// after the XREAD returns.
+	_, err = s.reader.Pipelined(ctx, func(p redis.Pipeliner) error {
+		before = p.Get(ctx, s.keys.epoch)
+		read = p.XRead(ctx, &redis.XReadArgs{
+			Streams: []string{s.keys.log, fmt.Sprintf("%d-0", last)},
+			Count:   readCount,
+			Block:   readBlock,
+		})
+		after = p.Get(ctx, s.keys.epoch)
+		firstCmd = p.Get(ctx, s.keys.first)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", 0, err
+	}
+	if before.Val() != after.Val() {
+		return nil, after.Val(), 0, nil
+	}
+	if streams := read.Val(); len(streams) == 1 {
+		msgs = streams[0].Messages
+	}
+	first, _ = firstCmd.Uint64()
+	return msgs, after.Val(), max(first, 1), nil
+}
+
+// feed hands msgs, entries of epoch in order, to the window, with the
+// first retained position first, and returns the position of the last.
+// Entries this store appended are handed as the events Append prepared,
+// not decoded again. An entry that does not decode is skipped (a gap that
+// the hub reports), not retried forever.
+func (s *Store) feed(epoch string, msgs []redis.XMessage, first uint64) (last uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.epoch != epoch {
+		return 0, nil // adopted meanwhile: the next round starts over
+	}
+	evs := make([]*hub.Event, 0, len(msgs))
+	for _, m := range msgs {
+		pos, perr := entryPos(m.ID)
+		if perr != nil {
+			err = errors.Join(err, perr)
+			continue
+		}
+		last = pos
+		local := pos + s.offset
+		if ev, ok := s.pending[local]; ok {
+			delete(s.pending, local)
+			evs = append(evs, ev)
+			continue
+		}
+		ev, derr := decode(m, s.offset)
+		if derr != nil {
+			err = errors.Join(err, derr)
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	next := last + 1 + s.offset
+	// The events must follow on one another; one that did not decode
+	// leaves a gap, and the window takes the ones after it alone.
+	for i := len(evs) - 1; i > 0; i-- {
+		if evs[i-1].Pos+1 != evs[i].Pos {
+			evs = evs[i:]
+			break
+		}
+	}
+	if len(evs) > 0 && evs[len(evs)-1].Pos != next-1 {
+		evs = nil
+	}
+	s.w.Advance(min(first+s.offset, next), next, evs...)
+	if len(s.pending) > 0 {
+		for p := range s.pending {
+			if p < next {
+				delete(s.pending, p) // trimmed before this reader saw it
+			}
+		}
+	}
+	return last, err
+}
