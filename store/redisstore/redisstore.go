@@ -637,6 +637,9 @@ func (s *Store) Close() error {
 	}
 	s.stop()
 	s.w.Close()
+	// Closing the reader's client ends its blocking XREAD at once, where
+	// the context alone would wait for the block to time out.
+	err := s.reader.Close()
 	<-s.done
-	return errors.Join(s.rdb.Close(), s.reader.Close())
+	return errors.Join(err, s.rdb.Close())
 }
