@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/herald-sse/herald/hub"
@@ -52,14 +55,23 @@ func (s *Store) run(ctx context.Context, last uint64) {
 			s.adopt(now)
 			continue
 		}
-		if len(msgs) > 0 {
-			n, err := s.feed(epoch, msgs, first)
-			if err != nil {
-				s.logger.Error("redisstore: the stream holds an entry herald cannot read; it is skipped", "error", err)
-			}
-			last = n
+		last, err = s.feed(epoch, last, msgs, first)
+		if err != nil {
+			s.logger.Error("redisstore: the stream holds an entry herald cannot read; it is skipped", "error", err)
+		}
+		if len(msgs) == 0 && s.cfg.MaxAge > 0 {
+			s.trim(ctx, epoch)
 		}
 	}
+}
+
+// trim drops the events past their age while no one appends, which
+// appends otherwise do: it runs the append script with no events. Its
+// failures are left to the next poll to notice.
+func (s *Store) trim(ctx context.Context, epoch string) {
+	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	_ = appendScript.Run(cctx, s.rdb, s.keys.list(), epoch, s.cfg.Size, s.cfg.MaxAge.Microseconds(), trimBudget).Err()
 }
 
 // poll reads the entries after last, waiting up to readBlock for some, and
@@ -74,7 +86,7 @@ func (s *Store) poll(ctx context.Context, last uint64) (msgs []redis.XMessage, e
 	_, err = s.reader.Pipelined(ctx, func(p redis.Pipeliner) error {
 		before = p.Get(ctx, s.keys.epoch)
 		read = p.XRead(ctx, &redis.XReadArgs{
-			Streams: []string{s.keys.log, fmt.Sprintf("%d-0", last)},
+			Streams: []string{s.keys.log, fmt.Sprintf("%d-%d", last, uint64(math.MaxUint64))},
 			Count:   readCount,
 			Block:   readBlock,
 		})
@@ -95,12 +107,13 @@ func (s *Store) poll(ctx context.Context, last uint64) (msgs []redis.XMessage, e
 	return msgs, after.Val(), max(first, 1), nil
 }
 
-// feed hands msgs, entries of epoch in order, to the window, with the
-// first retained position first, and returns the position of the last.
+// feed hands msgs, entries of epoch in order after the position last, to
+// the window, with the first retained position first, and returns the
+// position of the last entry read. With no entries it moves first alone.
 // Entries this store appended are handed as the events Append prepared,
 // not decoded again. An entry that does not decode is skipped (a gap that
 // the hub reports), not retried forever.
-func (s *Store) feed(epoch string, msgs []redis.XMessage, first uint64) (last uint64, err error) {
+func (s *Store) feed(epoch string, last uint64, msgs []redis.XMessage, first uint64) (_ uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.epoch != epoch {
@@ -110,7 +123,14 @@ func (s *Store) feed(epoch string, msgs []redis.XMessage, first uint64) (last ui
 	for _, m := range msgs {
 		pos, perr := entryPos(m.ID)
 		if perr != nil {
+			// Not herald's (someone else wrote to the stream): read past
+			// it, not again and again.
 			err = errors.Join(err, perr)
+			if ms, _, ok := strings.Cut(m.ID, "-"); ok {
+				if p, perr := strconv.ParseUint(ms, 10, 64); perr == nil {
+					last = max(last, p)
+				}
+			}
 			continue
 		}
 		last = pos

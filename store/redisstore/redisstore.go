@@ -373,12 +373,12 @@ func (s *Store) Append(ctx context.Context, evs ...*hub.Event) error {
 	}
 	args := make([]any, 0, 4+2*len(evs))
 	args = append(args, "", s.cfg.Size, s.cfg.MaxAge.Microseconds(), trimBudget)
-	epoch := time.Unix(0, 0)
 	for _, ev := range evs {
 		// The record's time is not the event's: the script takes the
 		// event's time from the server, and keeps it beside the record.
-		ev.Time = epoch
-		args = append(args, ev.ID, record.Append(nil, ev))
+		rec := *ev
+		rec.Time = time.Unix(0, 0)
+		args = append(args, ev.ID, record.Append(nil, &rec))
 	}
 	for attempt := 0; ; attempt++ {
 		last, err := s.append(ctx, args, evs)
@@ -491,8 +491,12 @@ func (s *Store) Read(ctx context.Context, from uint64, limit int) ([]*hub.Event,
 	// Redis cannot serve the old events: hand over those the window
 	// holds, which the hub takes as a gap, rather than an error that
 	// would stop its delivery for good.
-	s.logger.Warn("redisstore: reading old events failed; the readers concerned skip them", "from", from, "error", err)
-	evs, _ = s.w.Read(s.held(), limit)
+	// When the window holds none, an empty answer would read as the end
+	// of the log: the error it is then.
+	if evs, _ = s.w.Read(s.held(), limit); len(evs) == 0 {
+		return nil, err
+	}
+	s.logger.Warn("redisstore: reading old events failed; the readers concerned skip them", "from", from, "to", evs[0].Pos, "error", err)
 	return evs, nil
 }
 
@@ -533,7 +537,7 @@ func (s *Store) readRedis(ctx context.Context, from uint64, limit int) ([]*hub.E
 	}
 	s.worked()
 	if epCmd.Val() != epoch {
-		return nil, &lostError{epoch: epCmd.Val()}
+		return nil, fmt.Errorf("redisstore: reading old events: %w: %w", hub.ErrUnavailable, &lostError{epoch: epCmd.Val()})
 	}
 	evs := make([]*hub.Event, 0, len(rangeCmd.Val()))
 	for _, m := range rangeCmd.Val() {

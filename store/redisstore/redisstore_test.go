@@ -414,3 +414,50 @@ func TestWhere(t *testing.T) {
 		t.Fatalf("Redact gave %q", r)
 	}
 }
+
+// A read older than the window that Redis cannot serve fails when the
+// window holds nothing after it (an empty answer would read as the end of
+// the log), and otherwise hands over what the window holds, a gap the hub
+// reports, rather than an error that would stop its delivery.
+func TestOldReadDuringOutage(t *testing.T) {
+	t.Parallel()
+	p := prefix(t)
+	a := open(t, redisstore.Config{Prefix: p})
+	appendIDs(t, a, "a1", "a2", "a3")
+	px := newProxy(t, "127.0.0.1:6379")
+	b := open(t, redisstore.Config{URL: px.URL(), Prefix: p})
+	px.Cut()
+	if evs, err := b.Read(t.Context(), 1, 10); !errors.Is(err, hub.ErrUnavailable) {
+		t.Fatalf("an old read with Redis cut away and nothing in memory: %v, %v", idsOf(evs), err)
+	}
+	px.Mend()
+	for {
+		err := b.Append(t.Context(), ev("b1"))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, hub.ErrUnavailable) {
+			t.Fatal(err)
+		}
+	}
+	px.Cut()
+	if evs, err := b.Read(t.Context(), 1, 10); err != nil || !slices.Equal(idsOf(evs), []string{"b1"}) {
+		t.Fatalf("an old read with Redis cut away: %v, %v; want what memory holds", idsOf(evs), err)
+	}
+	px.Mend()
+	waitFor(func() bool {
+		evs, err := b.Read(t.Context(), 1, 10)
+		return err == nil && slices.Equal(idsOf(evs), []string{"a1", "a2", "a3", "b1"})
+	})
+}
+
+// Events past their age are dropped while no one appends too.
+func TestAgeWhileIdle(t *testing.T) {
+	t.Parallel()
+	s := open(t, redisstore.Config{MaxAge: 500 * time.Millisecond})
+	appendIDs(t, s, "a", "b", "c")
+	waitFor(func() bool { first, next, _ := s.Bounds(t.Context()); return first == next && next == 4 })
+	if _, ok, _ := s.Lookup(t.Context(), "a"); ok {
+		t.Fatal("an expired event can still be found")
+	}
+}
