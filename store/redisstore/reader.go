@@ -23,6 +23,7 @@ func (s *Store) run(ctx context.Context, last uint64) {
 	epoch := s.epoch
 	s.mu.Unlock()
 	backoff := 10 * time.Millisecond
+	down := false // logged as lost, not yet as reached again
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		if s.epoch != epoch {
@@ -35,7 +36,10 @@ func (s *Store) run(ctx context.Context, last uint64) {
 				return
 			}
 			err = s.failed("following the stream", err)
-			s.logger.Warn("redisstore: the reader failed; it reconnects", "error", err, "retry_in", backoff)
+			if !down {
+				s.logger.Warn("redisstore: the reader lost Redis; it reconnects", "error", err)
+				down = true
+			}
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
@@ -45,6 +49,10 @@ func (s *Store) run(ctx context.Context, last uint64) {
 			continue
 		}
 		s.worked()
+		if down {
+			s.logger.Info("redisstore: the reader reached Redis again", "where", s.where)
+			down = false
+		}
 		backoff = 10 * time.Millisecond
 		if now != epoch {
 			if now == "" {

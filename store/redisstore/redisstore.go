@@ -250,60 +250,54 @@ func newClient(rawURL string, poolSize int) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redisstore: %q is not a redis:// or rediss:// URL", Redact(rawURL))
 	}
 	q := u.Query()
-	// Retries are off: a script whose reply was lost may have run, and
-	// running it again would append the events twice (or refuse them as
-	// duplicates). Such an append is reported as unavailable instead.
 	switch {
 	case q.Has("master_name"):
 		o, err := redis.ParseFailoverURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
-		o.MaxRetries = -1
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-		if poolSize > 0 {
-			o.PoolSize = poolSize
-		}
+		tune(&o.MaxRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled, &o.PoolSize, poolSize)
 		return redis.NewFailoverClient(o), nil
 	case q.Has("addr"):
 		o, err := redis.ParseClusterURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
-		o.MaxRetries, o.MaxRedirects = -1, max(o.MaxRedirects, 3)
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-		if poolSize > 0 {
-			o.PoolSize = poolSize
-		}
+		tune(&o.MaxRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled, &o.PoolSize, poolSize)
 		return redis.NewClusterClient(o), nil
 	default:
 		o, err := redis.ParseURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: %w", err)
 		}
-		o.MaxRetries = -1
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-		if poolSize > 0 {
-			o.PoolSize = poolSize
-		}
+		tune(&o.MaxRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled, &o.PoolSize, poolSize)
 		return redis.NewClient(o), nil
 	}
 }
 
-// timeouts returns the dial, read and write timeouts, commandTimeout for
-// those the URL left unset. The read timeout must exceed readBlock, or the
-// reader's XREAD would time out while Redis legitimately blocks it.
-func timeouts(dial, read, write time.Duration) (time.Duration, time.Duration, time.Duration) {
-	if dial <= 0 {
-		dial = commandTimeout
+// tune sets the options of a client of any kind that the store needs.
+//
+// Retries are off: a script whose reply was lost may have run, and running
+// it again would append the events twice (or refuse them as duplicates);
+// such an append is reported as unavailable instead. The timeouts the URL
+// leaves unset are commandTimeout, and contexts' deadlines apply, so that
+// an unreachable Redis fails commands promptly. The read timeout must
+// exceed readBlock, or the reader's XREAD would time out while Redis
+// legitimately blocks it.
+func tune(retries *int, dial, read, write *time.Duration, ctxTimeouts *bool, pool *int, poolSize int) {
+	*retries, *ctxTimeouts = -1, true
+	if *dial <= 0 {
+		*dial = commandTimeout
 	}
-	if read <= readBlock {
-		read = readBlock + commandTimeout
+	if *read <= readBlock {
+		*read = readBlock + commandTimeout
 	}
-	if write <= 0 {
-		write = commandTimeout
+	if *write <= 0 {
+		*write = commandTimeout
 	}
-	return dial, read, write
+	if poolSize > 0 {
+		*pool = poolSize
+	}
 }
 
 // Redact returns url without its password, to be shown in logs.
