@@ -35,7 +35,7 @@ func (s *Store) run(ctx context.Context, last uint64) {
 			if ctx.Err() != nil {
 				return
 			}
-			err = s.failed("following the stream", err)
+			err = s.failed(ctx, "following the stream", err)
 			if !down {
 				s.logger.Warn("redisstore: the reader lost Redis; it reconnects", "error", err)
 				down = true

@@ -343,8 +343,13 @@ func (s *Store) adopt(ep string) {
 }
 
 // failed records that a command failed, and returns err wrapping
-// hub.ErrUnavailable with what was being done.
-func (s *Store) failed(doing string, err error) error {
+// hub.ErrUnavailable with what was being done. A command that failed
+// because the caller's ctx ended says nothing of Redis: its error is
+// ctx's, and the store's health does not change.
+func (s *Store) failed(ctx context.Context, doing string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("redisstore: %s: %w", doing, ctx.Err())
+	}
 	err = fmt.Errorf("redisstore: %s on %s: %w: %w", doing, s.where, hub.ErrUnavailable, err)
 	s.failure.Store(&err)
 	return err
@@ -384,13 +389,13 @@ func (s *Store) Append(ctx context.Context, evs ...*hub.Event) error {
 			if lost.epoch == "" {
 				ep, err := s.renew(ctx)
 				if err != nil {
-					return s.failed("renewing the epoch", err)
+					return s.failed(ctx, "renewing the epoch", err)
 				}
 				lost.epoch = ep
 			}
 			s.adopt(lost.epoch)
 		case errors.As(err, &lost):
-			return s.failed("appending", err)
+			return s.failed(ctx, "appending", err)
 		default:
 			return err
 		}
@@ -424,13 +429,13 @@ func (s *Store) append(ctx context.Context, args []any, evs []*hub.Event) (uint6
 			s.worked()
 			return 0, &lostError{epoch: strings.TrimSpace(strings.TrimPrefix(msg, errEpochPrefix))}
 		}
-		return 0, s.failed("appending", err)
+		return 0, s.failed(ctx, "appending", err)
 	}
 	s.worked()
 	pos, ok1 := res[0].(int64)
 	micros, err1 := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
 	if len(res) != 3 || !ok1 || err1 != nil || pos < 1 {
-		return 0, s.failed("appending", fmt.Errorf("unexpected reply %v", res))
+		return 0, s.failed(ctx, "appending", fmt.Errorf("unexpected reply %v", res))
 	}
 	t := time.UnixMicro(micros)
 	for i, ev := range evs {
@@ -464,7 +469,7 @@ func (s *Store) readBack(ctx context.Context, last uint64) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	}
-	return s.failed("reading back an append", err)
+	return s.failed(ctx, "reading back an append", err)
 }
 
 // Read implements hub.Log.
@@ -527,7 +532,7 @@ func (s *Store) readRedis(ctx context.Context, from uint64, limit int) ([]*hub.E
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, s.failed("reading old events", err)
+		return nil, s.failed(ctx, "reading old events", err)
 	}
 	s.worked()
 	if epCmd.Val() != epoch {
@@ -592,7 +597,7 @@ func (s *Store) Lookup(ctx context.Context, id string) (uint64, bool, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return 0, false, s.failed("looking up an ID", err)
+		return 0, false, s.failed(ctx, "looking up an ID", err)
 	}
 	s.worked()
 	pos, err := posCmd.Uint64()
