@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -461,4 +464,74 @@ func TestAgeWhileIdle(t *testing.T) {
 	if _, ok, _ := s.Lookup(t.Context(), "a"); ok {
 		t.Fatal("an expired event can still be found")
 	}
+}
+
+// A hub on a node that loses Redis refuses publications and is not ready,
+// keeps its subscribers, and once Redis is back delivers to them, in order
+// and with no gap, what other nodes published meanwhile, and takes
+// publications again: the outage does not break its delivery for good.
+func TestHubThroughOutage(t *testing.T) {
+	t.Parallel()
+	p := prefix(t)
+	px := newProxy(t, "127.0.0.1:6379")
+	cut := open(t, redisstore.Config{URL: px.URL(), Prefix: p})
+	other := open(t, redisstore.Config{Prefix: p})
+	h, err := hub.New(hub.Config{Log: cut, Anonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { _ = h.Close(); srv.Close() })
+	resp, err := http.Get(srv.URL + hub.Path + "?topic=t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+				got <- id
+			}
+		}
+		close(got)
+	}()
+	expect := func(ids ...string) {
+		t.Helper()
+		for _, want := range ids {
+			if id, ok := <-got; !ok || id != want {
+				t.Fatalf("the subscriber got %q (stream open: %v), want %q", id, ok, want)
+			}
+		}
+	}
+	publish := func(id string) error {
+		_, err := h.Publish(t.Context(), hub.Update{ID: id, Topics: []string{"t"}, Data: id})
+		return err
+	}
+	if err := publish("before"); err != nil {
+		t.Fatal(err)
+	}
+	expect("before")
+	px.Cut()
+	if err := publish("refused"); !errors.Is(err, hub.ErrUnavailable) {
+		t.Fatalf("a publication while Redis is cut away: %v", err)
+	}
+	if err := h.Ready(t.Context()); err == nil {
+		t.Fatal("the hub is ready while Redis is cut away")
+	}
+	appendIDs(t, other, "o1", "o2", "o3")
+	px.Mend()
+	expect("o1", "o2", "o3")
+	for {
+		err := publish("after")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, hub.ErrUnavailable) {
+			t.Fatal(err)
+		}
+	}
+	expect("after")
+	waitFor(func() bool { return h.Ready(t.Context()) == nil })
 }
