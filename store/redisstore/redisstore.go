@@ -9,15 +9,15 @@
 // position counter and an epoch, all under one hash tag so that they sit
 // in one Redis Cluster slot (see keys). One stream and not shards: the
 // hub needs one total order of events, and shards would need a merge by
-// every reader with positions agreed across them; one stream takes
-// tens of thousands of appends per second, and sharding waits until a
-// measurement says it is needed.
+// every reader with positions agreed across them. Sharding waits until a
+// measurement shows one stream (one Redis core) to be the limit.
 //
 // An append is one Lua script (EVALSHA) that checks the epoch, refuses
 // duplicate IDs, numbers the events from the counter (the stream ID of an
 // event is its position, "<pos>-0", so positions are dense), adds them to
-// the stream and the index, trims by length and age, and takes the time
-// from the server's clock, which so orders the events of every node.
+// the stream and the index, trims by length and age, and takes the
+// events' time from the server's clock, one clock for every node. Retries
+// are off: a script whose reply was lost may have run.
 //
 // # Acknowledgement
 //
@@ -45,19 +45,22 @@
 // first creates a new epoch, wiping what is left of the old one, and every
 // store adopts it: its positions continue from where they were (positions
 // are therefore the node's own; event IDs are what clients resume with),
-// and the lost events read as dropped from the front.
+// and the lost events read as dropped from the front. Each store logs the
+// change at warn level.
 //
 // # Faults
 //
-// Every command has a short timeout. An append whose script fails or whose
-// outcome is unknown returns an error wrapping hub.ErrUnavailable (never
-// a false success); Healthy says so until a command succeeds again, and
+// Every command has a short timeout (commandTimeout). An append whose
+// script fails or whose outcome is unknown returns an error wrapping
+// hub.ErrUnavailable (never a false success): at once when Redis refuses
+// the connection, within the timeout when it does not answer. Healthy
+// says so until a command succeeds again, and
 // the reader reconnects on its own with backoff. Wait and recent Reads go
 // on from memory meanwhile; a Read older than the window that Redis cannot
 // serve returns the oldest events the window holds, which the hub takes
 // as a gap (the subscribers concerned are disconnected and resume with
 // Last-Event-ID later), so that an outage never stops the hub's delivery
-// for good.
+// for good; it fails only when the window holds none after it.
 package redisstore
 
 import (
