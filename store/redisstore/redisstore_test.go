@@ -72,6 +72,10 @@ func TestSuite(t *testing.T) {
 		New: func(t *testing.T, o hubtest.Options) hub.Log {
 			return open(t, redisstore.Config{Size: o.Size, MaxAge: o.MaxAge})
 		},
+		Fault: func(t *testing.T) (hub.Log, func(), func()) {
+			px := newProxy(t, "127.0.0.1:6379")
+			return open(t, redisstore.Config{URL: px.URL()}), px.Cut, px.Mend
+		},
 		Lose: func(t *testing.T) (hub.Log, func()) {
 			p := prefix(t)
 			return open(t, redisstore.Config{Prefix: p}), func() { drop(t, p) }
