@@ -54,7 +54,8 @@ return ARGV[1]
 //
 // ARGV: epoch, maximum length, maximum age in microseconds (0: none),
 // maximum entries trimmed by this call beyond the batch's size, then an
-// event ID and a record per event.
+// event ID and a record per event. With no event it only trims, as the
+// reader has it do while no one appends.
 //
 // It refuses the batch when the epoch is not ARGV[1], and when an ID is
 // retained or repeated, before writing anything. A history that has its
@@ -73,10 +74,12 @@ local e = redis.call('GET', KEYS[1])
 if e ~= ARGV[1] then
   return redis.error_reply('HERALDEPOCH ' .. (e or ''))
 end
-if not redis.call('GET', KEYS[2]) then
+local last = redis.call('GET', KEYS[2])
+if not last then
   redis.call('DEL', KEYS[1])
   return redis.error_reply('HERALDEPOCH ')
 end
+last = tonumber(last)
 local n = (#ARGV - 4) / 2
 local seen = {}
 for i = 0, n - 1 do
@@ -88,7 +91,7 @@ for i = 0, n - 1 do
 end
 local tm = redis.call('TIME')
 local now = tm[1] .. string.rep('0', 6 - #tm[2]) .. tm[2]
-local last = redis.call('INCRBY', KEYS[2], n)
+if n > 0 then last = redis.call('INCRBY', KEYS[2], n) end
 local pos = last - n + 1
 for i = 0, n - 1 do
   local p = string.format('%d', pos + i)
