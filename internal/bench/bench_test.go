@@ -441,19 +441,22 @@ func fakeNchan(t *testing.T, resume bool) string {
 			}
 			stop := context.AfterFunc(r.Context(), func() { mu.Lock(); changed.Broadcast(); mu.Unlock() })
 			defer stop()
+			// Every wait follows a look at the context under mu: a
+			// cancellation that came while a send had mu released
+			// (its broadcast then woke no one) is seen before waiting.
 			for r.Context().Err() == nil {
-				for next < len(msgs[ch]) {
-					ev := sse.Event{ID: fmt.Sprintf("1700000000:%d", next), Data: msgs[ch][next]}
-					next++
-					mu.Unlock()
-					err := s.Send(ev)
-					mu.Lock()
-					if err != nil {
-						mu.Unlock()
-						return
-					}
+				if next == len(msgs[ch]) {
+					changed.Wait()
+					continue
 				}
-				changed.Wait()
+				ev := sse.Event{ID: fmt.Sprintf("1700000000:%d", next), Data: msgs[ch][next]}
+				next++
+				mu.Unlock()
+				err := s.Send(ev)
+				mu.Lock()
+				if err != nil {
+					break
+				}
 			}
 			mu.Unlock()
 		default:
