@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"sync"
@@ -63,19 +64,43 @@ func (l *gatedLog) release() { l.open.Do(func() { close(l.gate) }) }
 // once the reads return, those catching up get every event once, in order.
 // Two kinds catch up: subscribers resuming with Last-Event-ID, and live
 // subscribers sent back to the log, whose runners are pool workers.
+// Over HTTP/2 the runners are the requests' handlers.
 func TestCatchUpReadsOffTheWritePath(t *testing.T) {
 	t.Parallel()
+	for _, http2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "HTTP/1.1", true: "HTTP/2"}[http2], func(t *testing.T) {
+			t.Parallel()
+			testCatchUpReadsOffTheWritePath(t, http2)
+		})
+	}
+}
+
+func testCatchUpReadsOffTheWritePath(t *testing.T, http2 bool) {
 	lg := newGatedLog()
-	th := newTestHub(t, hub.Config{Log: lg})
+	t.Cleanup(func() { _ = lg.Close() })
+	key, err := hub.NewKey("HS256", testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHub(t, hub.Config{Log: lg, PublisherKey: key, SubscriberKey: key, Anonymous: true})
+	th := serveHub(t, h, httptest.NewUnstartedServer(h), http2)
 	t.Cleanup(lg.release) // before the hub closes, should the test fail
 	n := 4 * runtime.GOMAXPROCS(0)
 	const topic, laggard = "https://example.com/feed", "https://example.com/laggard"
 
-	var data []string // the data of every event published, in order
+	send := func(topic, data string) string {
+		t.Helper()
+		id, err := th.Publish(t.Context(), hub.Update{Topics: []string{topic}, Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	var data []string // the data of every event published to topic, in order
 	publish := func(k int) {
 		for range k {
 			d := strconv.Itoa(len(data))
-			th.publish(t, topic, d)
+			send(topic, d)
 			data = append(data, d)
 		}
 	}
@@ -87,7 +112,7 @@ func TestCatchUpReadsOffTheWritePath(t *testing.T) {
 	}
 
 	publish(5)
-	resumeAfter := th.publish(t, "https://example.com/other", "not for them") // data[:5] are before it
+	resumeAfter := send("https://example.com/other", "not for them") // data[:5] are before it
 	publish(5)
 	var laggards, lives []*stream
 	for range n {
@@ -103,13 +128,16 @@ func TestCatchUpReadsOffTheWritePath(t *testing.T) {
 	// cursors. From then on, every event published so far is out of
 	// memory: the dispatcher's reads, of later events, are not.
 	other := th.subscribe(t, q("topic", "https://example.com/other"), nil)
-	th.publish(t, "https://example.com/other", "gap")
+	send("https://example.com/other", "gap")
 	other.expect(t, "gap")
 	_, next, err := lg.Bounds(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	lg.mark.Store(next)
+	if s := lives[0]; s.resp.ProtoMajor != map[bool]int{false: 1, true: 2}[http2] {
+		t.Fatalf("protocol %s", s.resp.Proto)
+	}
 	var resumers []*stream
 	for range n {
 		resumers = append(resumers, th.subscribe(t, q("topic", topic), header("Last-Event-ID", resumeAfter)))
