@@ -24,7 +24,9 @@
 // Everything pending for a subscriber goes out in one
 // write. HTTP/1.1 subscriptions are hijacked from net/http, so that an idle
 // one holds no goroutine and no buffer; a pool of workers writes to them
-// without blocking. HTTP/2 streams stay in their handler.
+// without blocking. HTTP/2 streams stay in their handler. A catch-up read
+// that the log cannot answer from memory (see RecentReader) is made by one
+// of a few log readers, so that no writer waits for a disk or a server.
 //
 // # Topics
 //
@@ -62,7 +64,8 @@
 //  3. subscriber.mu, endedTopics.mu and the matcher's cache.mu, which the
 //     visits take (offer and the subscriber's changes, endOf, authorized);
 //     runQueue.mu, which scheduling takes once subscriber.mu is released
-//     (subscriber.change), so possibly under index.mu; and linuxConn.mu,
+//     (subscriber.change), so possibly under index.mu (the log readers'
+//     runQueue.mu is taken with no lock held); and linuxConn.mu,
 //     which Shutdown's abort takes, once subscriber.mu is released, under
 //     index.mu.
 //

@@ -1,6 +1,9 @@
 package hub
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // Peepholes for the black-box tests.
 
@@ -107,4 +110,15 @@ func Watching(h *Hub) int { return h.watcher.watching() }
 func IsPlain(req []byte) bool {
 	_, st := parsePlain(req)
 	return len(req) <= plainBufSize && st == plainOK
+}
+
+// FromLog makes the subscribers of h that hold the selector read from the
+// log at their cursor, as the dispatcher makes every subscriber do when it
+// fell behind the log: their runners are then pool workers.
+func FromLog(h *Hub, selector string) {
+	h.index.subscribers(func(s *subscriber) {
+		if slices.Contains(s.topics, selector) {
+			s.toLog()
+		}
+	})
 }
