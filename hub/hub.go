@@ -13,17 +13,19 @@ import (
 // publications at /.well-known/mercure, and Publish for Go programs. Create
 // one with New. It is safe for concurrent use.
 type Hub struct {
-	cfg     Config
-	log     Log
-	ownLog  bool
-	logger  *slog.Logger
-	match   *matcher
-	index   *index
-	ended   *endedTopics
-	timers  *timers
-	runq    *runQueue
-	watcher *watcher
-	workers int
+	cfg    Config
+	log    Log
+	ownLog bool
+	// presence is Config.Presence, or the index's.
+	presence Presence
+	logger   *slog.Logger
+	match    *matcher
+	index    *index
+	ended    *endedTopics
+	timers   *timers
+	runq     *runQueue
+	watcher  *watcher
+	workers  int
 
 	// cur is the position the dispatcher is delivering, stored before it
 	// offers the event to any subscriber. See subscriber.collectCatchUp.
@@ -70,6 +72,10 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("hub: read the log's bounds: %w", err)
 	}
 	h.index = newIndex(cfg.MaxTemplates)
+	h.presence = cfg.Presence
+	if h.presence == nil {
+		h.presence = localPresence{h.index}
+	}
 	h.ended = newEndedTopics(cfg.MaxEndedTopics)
 	if err := h.recallEnded(first, next); err != nil {
 		return nil, err
