@@ -13,6 +13,13 @@
 // scan. The default Log is a MemoryLog; other packages provide durable
 // ones, and hubtest holds the suite they all pass.
 //
+// # Presence
+//
+// Who is subscribed, which the subscriptions API lists, is a Presence,
+// kept apart from the Log: by default the hub's own subscribers, read from
+// the index it delivers with; in a cluster, every node's. hubtest holds
+// the suite every Presence passes.
+//
 // # Delivery
 //
 // An event is encoded once and shared by every subscriber. Each subscriber
@@ -74,10 +81,10 @@
 // before the subscribers it found are stopped; watcher.mu is held around
 // the sync.Once that opens the epoll set), Hub.passedMu, liveCount.mu,
 // notices.mu, slowDrops.mu, MemoryLog.mu, plainServer.mu and
-// servedConn.mu. The hub holds none of its locks while it calls a Log, so
-// a Log that blocks holds up its caller alone; a write to a subscriber
-// holds only its connection's linuxConn.mu. The Logger is called under
-// notices.mu, slowDrops.mu and watcher.mu: its handler's own locks come
-// after them. Shutdown's sync.Once is held for the whole of Shutdown, so
+// servedConn.mu. The hub holds none of its locks while it calls a Log or
+// a Presence, so a Log that blocks holds up its caller alone; a write to a
+// subscriber holds only its connection's linuxConn.mu. The Logger is
+// called under notices.mu, slowDrops.mu and watcher.mu: its handler's own
+// locks come after them. Shutdown's sync.Once is held for the whole of Shutdown, so
 // it comes before every lock.
 package hub

@@ -13,17 +13,19 @@ import (
 // publications at /.well-known/mercure, and Publish for Go programs. Create
 // one with New. It is safe for concurrent use.
 type Hub struct {
-	cfg     Config
-	log     Log
-	ownLog  bool
-	logger  *slog.Logger
-	match   *matcher
-	index   *index
-	ended   *endedTopics
-	timers  *timers
-	runq    *runQueue
-	watcher *watcher
-	workers int
+	cfg    Config
+	log    Log
+	ownLog bool
+	// presence is Config.Presence, or the index's.
+	presence Presence
+	logger   *slog.Logger
+	match    *matcher
+	index    *index
+	ended    *endedTopics
+	timers   *timers
+	runq     *runQueue
+	watcher  *watcher
+	workers  int
 
 	// recent is the log as a RecentReader, nil if it is not one; readq
 	// holds the subscribers waiting for a log reader (see logread.go).
@@ -76,6 +78,10 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("hub: read the log's bounds: %w", err)
 	}
 	h.index = newIndex(cfg.MaxTemplates)
+	h.presence = cfg.Presence
+	if h.presence == nil {
+		h.presence = localPresence{h.index}
+	}
 	h.ended = newEndedTopics(cfg.MaxEndedTopics)
 	if err := h.recallEnded(first, next); err != nil {
 		return nil, err

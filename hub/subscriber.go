@@ -492,6 +492,7 @@ func (s *subscriber) idleLocked() bool {
 func (s *subscriber) finish(reason closeReason) {
 	h := s.h
 	h.index.remove(s)
+	h.depart(s)
 	h.timers.remove(s)
 	h.watcher.unwatch(s)
 	var final []byte

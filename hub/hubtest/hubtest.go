@@ -1,13 +1,15 @@
-// Package hubtest holds the behavioural suite that every implementation of
-// hub.Log must pass: the in-memory log, the embedded store and the cluster
-// engines run the same tests. Call Run from a test of the implementation's
-// package:
+// Package hubtest holds the behavioural suites that every implementation of
+// hub.Log and of hub.Presence must pass: the in-memory log, the embedded
+// store and the cluster engines run the same tests. Call Run from a test of
+// the log's package:
 //
 //	func TestLog(t *testing.T) {
 //		hubtest.Run(t, hubtest.Suite{
 //			New: func(t *testing.T, o hubtest.Options) hub.Log { return mylog.Open(…) },
 //		})
 //	}
+//
+// and RunPresence from a test of the presence's.
 package hubtest
 
 import (
