@@ -144,6 +144,7 @@ type FanoutResult struct {
 	HubCPUSeconds      float64 `json:"hub_cpu_seconds,omitempty"`
 	HubCPUPerMillion   float64 `json:"hub_cpu_seconds_per_million_deliveries,omitempty"`
 	HubRSSBytes        int64   `json:"hub_rss_bytes,omitempty"` // of the processes still running at the end
+	RedisPID           int     `json:"redis_pid,omitempty"`     // the Redis server whose CPU time follows
 	RedisCPUSeconds    float64 `json:"redis_cpu_seconds,omitempty"`
 	RedisCPUPerMillion float64 `json:"redis_cpu_seconds_per_million_deliveries,omitempty"`
 	ToolCPUSeconds     float64 `json:"tool_cpu_seconds"`
@@ -368,6 +369,7 @@ func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration, c
 		res.HubCPUPerMillion = perMillion(hubCPU1 - hubCPU0)
 	}
 	if cfg.RedisPID > 0 {
+		res.RedisPID = cfg.RedisPID
 		res.RedisCPUSeconds = (redisCPU1 - redisCPU0).Seconds()
 		res.RedisCPUPerMillion = perMillion(redisCPU1 - redisCPU0)
 	}

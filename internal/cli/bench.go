@@ -356,7 +356,7 @@ func printFanout(w io.Writer, mode string, r *bench.FanoutResult) {
 		fmt.Fprintf(&b, "  hub         CPU %.2fs (%.2fs per million deliveries), RSS %.1f MiB\n",
 			r.HubCPUSeconds, r.HubCPUPerMillion, float64(r.HubRSSBytes)/(1<<20))
 	}
-	if r.RedisCPUSeconds != 0 {
+	if r.RedisPID != 0 {
 		fmt.Fprintf(&b, "  Redis       CPU %.2fs (%.2fs per million deliveries)\n", r.RedisCPUSeconds, r.RedisCPUPerMillion)
 	}
 	fmt.Fprintf(&b, "  this tool   CPU %.2fs (%.2fs per million deliveries); connecting took %.2fs\n",
