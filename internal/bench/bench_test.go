@@ -777,3 +777,27 @@ func TestTargetNodes(t *testing.T) {
 		t.Errorf("conns over two nodes: %v", err)
 	}
 }
+
+// A node process that cannot be killed (here, one that has exited) is
+// said so, and the cut still moves its subscribers elsewhere.
+func TestReconnectNodeCutKillFails(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, true)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Reconnect(t.Context(), ReconnectConfig{
+		FanoutConfig: FanoutConfig{Target: Target{Nodes: c.urls, PublisherToken: token(t)},
+			Subscribers: 4, Topics: 1, Events: 100, Publishers: 2, Rate: 1000},
+		CutNode: &NodeCut{Node: 0, At: 20 * time.Millisecond, PID: gone.Process.Pid},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := res.NodeCut
+	if nc == nil || nc.Killed || !strings.Contains(nc.KillError, "killing process") || nc.Subscribers != 2 || nc.Resumed != 2 ||
+		res.Missing != 0 || res.Duplicated != 0 {
+		t.Fatalf("%+v %+v", res, nc)
+	}
+}

@@ -96,6 +96,7 @@ type NodeCutResult struct {
 	Node          int     `json:"node"`
 	AtSeconds     float64 `json:"at_seconds"` // when the node was cut, from the first publication
 	Killed        bool    `json:"killed"`     // its process was killed
+	KillError     string  `json:"kill_error,omitempty"`
 	Subscribers   int64   `json:"subscribers"`
 	Resumed       int64   `json:"resumed"`        // on another node
 	ResumeLatency Summary `json:"resume_latency"` // from the cut to the new stream's headers
@@ -201,6 +202,7 @@ type run struct {
 	nodeResumes, nodeCatchUp    Histogram
 	nodeCutSubs, nodeCutResumed atomic.Int64
 	killedPID                   int           // the node's process, once killed
+	killErr                     string        // why it could not be killed
 	killedCPU                   time.Duration // its CPU time just before
 }
 
@@ -352,7 +354,7 @@ func runFanout(ctx context.Context, cfg FanoutConfig, killEvery time.Duration, c
 		res.ReconnectLatency, res.CatchUpLatency = &rl, &cu
 	}
 	if cut != nil {
-		res.NodeCut = &NodeCutResult{Node: cut.Node, Killed: r.killedPID != 0, Subscribers: r.nodeCutSubs.Load(),
+		res.NodeCut = &NodeCutResult{Node: cut.Node, Killed: r.killedPID != 0, KillError: r.killErr, Subscribers: r.nodeCutSubs.Load(),
 			Resumed: r.nodeCutResumed.Load(), ResumeLatency: r.nodeResumes.Summary(), CatchUpLatency: r.nodeCatchUp.Summary()}
 		if !r.cutAt.IsZero() {
 			res.NodeCut.AtSeconds = r.cutAt.Sub(start).Seconds()
@@ -421,11 +423,16 @@ func (r *run) publish(ctx context.Context, p int, start time.Time,
 		}
 		topic := seq % cfg.Topics
 		i := home
-		if r.nodes[i].draining.Load() {
-			i = r.liveAfter(i)
-		}
 		n := r.nodes[i]
 		n.posts.RLock() // a cut of the node waits for this publication
+		if n.draining.Load() {
+			// Checked under posts: a cut that began while this waited for
+			// it is seen.
+			n.posts.RUnlock()
+			i = r.liveAfter(home)
+			n = r.nodes[i]
+			n.posts.RLock()
+		}
 		if conns[i] == nil {
 			conns[i] = n.newPublisher()
 		}
@@ -546,14 +553,21 @@ func (r *run) cutNode(subs []*subscriber, c NodeCut) {
 	n.posts.Lock() // once the publications in flight to it are answered
 	n.posts.Unlock()
 	var cpu time.Duration
-	var cpuErr error
+	var err error
 	if c.PID > 0 {
-		cpu, cpuErr = ProcCPU(c.PID)
+		cpu, err = ProcCPU(c.PID)
 	}
 	r.cutAt = time.Now()
 	n.down.Store(true)
-	if c.PID > 0 && cpuErr == nil && killProcess(c.PID) == nil {
-		r.killedPID, r.killedCPU = c.PID, cpu
+	if c.PID > 0 {
+		if err == nil {
+			err = killProcess(c.PID)
+		}
+		if err != nil {
+			r.killErr = fmt.Sprintf("killing process %d: %v", c.PID, err)
+		} else {
+			r.killedPID, r.killedCPU = c.PID, cpu
+		}
 	}
 	for _, s := range subs {
 		s.cutFromNode(r, c.Node)

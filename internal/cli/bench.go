@@ -317,6 +317,9 @@ func runFanout(e *env, args []string, reconnect bool) error {
 	if res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.PublishErrors != 0 {
 		return errors.New("verification failed: events were lost, duplicated, reordered or refused")
 	}
+	if c := res.NodeCut; c != nil && (c.KillError != "" || c.Resumed < c.Subscribers) {
+		return errors.New("the node cut failed: its process was not killed, or not all of its subscribers resumed elsewhere")
+	}
 	return nil
 }
 
@@ -347,6 +350,8 @@ func printFanout(w io.Writer, mode string, r *bench.FanoutResult) {
 		how := "cut off"
 		if c.Killed {
 			how = "killed"
+		} else if c.KillError != "" {
+			how = "cut off (" + c.KillError + ")"
 		}
 		fmt.Fprintf(&b, "  node %d     %s at %.2fs: %d of its %d subscribers resumed on other nodes; resume %s\n",
 			c.Node, how, c.AtSeconds, c.Resumed, c.Subscribers, latency(c.ResumeLatency))
