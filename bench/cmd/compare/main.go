@@ -108,6 +108,11 @@ type metric struct {
 }
 
 func (m metric) value(run map[string]any) (float64, bool) {
+	// Redis's figures are measured only for a hub on Redis: elsewhere
+	// they are missing, not zero.
+	if len(m.path) > 0 && strings.HasPrefix(m.path[0], "redis_") && run["redis_pid"] == nil {
+		return 0, false
+	}
 	var v any = run
 	for _, p := range m.path {
 		obj, ok := v.(map[string]any)

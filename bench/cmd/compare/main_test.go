@@ -220,3 +220,24 @@ func TestRunTwoNodes(t *testing.T) {
 		t.Fatalf("%v", res)
 	}
 }
+
+// Redis's CPU is a figure of the hubs on Redis only; an omitted figure of
+// the others is zero.
+func TestMetricValue(t *testing.T) {
+	redisCPU := clusterMetrics[6]
+	if redisCPU.path[0] != "redis_cpu_seconds" {
+		t.Fatalf("clusterMetrics[6] is %s", redisCPU.label)
+	}
+	if v, ok := redisCPU.value(map[string]any{"redis_pid": 7.0, "redis_cpu_seconds": 1.5}); !ok || v != 1.5 {
+		t.Errorf("on Redis: %v %v", v, ok)
+	}
+	if v, ok := redisCPU.value(map[string]any{"redis_pid": 7.0}); !ok || v != 0 {
+		t.Errorf("on an idle Redis: %v %v", v, ok)
+	}
+	if _, ok := redisCPU.value(map[string]any{"hub_cpu_seconds": 1.0}); ok {
+		t.Error("a hub without Redis has a Redis figure")
+	}
+	if v, ok := fanoutMetrics[0].value(map[string]any{}); !ok || v != 0 {
+		t.Errorf("an omitted figure: %v %v", v, ok)
+	}
+}
