@@ -23,9 +23,10 @@ import (
 // topic spread over the nodes in turn (subscriber i, of topic i mod topics,
 // subscribes to node ⌊i/topics⌋ mod n), and publisher p publishes to node
 // p mod n, so that every event reaches most of its subscribers through
-// another node than the one it was published to. The checks are the same as on one hub:
-// every subscriber gets every event of its topic once, in the order each
-// publisher published them.
+// another node than the one it was published to. The probes that make sure
+// every subscription is live before the run go through the first node. The
+// checks are the same as on one hub: every subscriber gets every event of
+// its topic once, in the order each publisher published them.
 type FanoutConfig struct {
 	Target
 	Subscribers int     // subscribers, spread round-robin over the topics (and the nodes)
@@ -82,7 +83,8 @@ type ReconnectConfig struct {
 // has its connection closed. Each resumes on the next live node with
 // Last-Event-ID. Without a PID the node keeps running: the cut is then
 // the tool's alone, what a node that a load balancer gave up on looks like
-// to its clients.
+// to its clients. A cut planned after the last delivery still comes: the
+// run waits for it.
 type NodeCut struct {
 	Node int           // the index of the node in Target.Nodes
 	At   time.Duration // after the first publication
