@@ -77,6 +77,13 @@ type Config struct {
 	// Subscriptions enables the subscriptions API and the events the hub
 	// publishes when a subscriber connects or leaves.
 	Subscriptions bool
+	// Presence is who is subscribed, what the subscriptions API lists,
+	// and what the hub tells of each subscriber that connects or leaves
+	// when Subscriptions is on. Nil means the hub's own subscribers, read
+	// from the index it delivers with; a cluster gives one that lists
+	// every node's. A Presence given here is the caller's to close, if it
+	// needs closing, after the hub.
+	Presence Presence
 
 	// Heartbeat is the silence after which a subscriber gets a comment.
 	// Zero means DefaultHeartbeat; negative means none.

@@ -13,6 +13,13 @@
 // scan. The default Log is a MemoryLog; other packages provide durable
 // ones, and hubtest holds the suite they all pass.
 //
+// # Presence
+//
+// Who is subscribed, which the subscriptions API lists, is a Presence,
+// kept apart from the Log: by default the hub's own subscribers, read from
+// the index it delivers with; in a cluster, every node's. hubtest holds
+// the suite every Presence passes.
+//
 // # Delivery
 //
 // An event is encoded once and shared by every subscriber. Each subscriber
@@ -24,7 +31,9 @@
 // Everything pending for a subscriber goes out in one
 // write. HTTP/1.1 subscriptions are hijacked from net/http, so that an idle
 // one holds no goroutine and no buffer; a pool of workers writes to them
-// without blocking. HTTP/2 streams stay in their handler.
+// without blocking. HTTP/2 streams stay in their handler. A catch-up read
+// that the log cannot answer from memory (see RecentReader) is made by one
+// of a few log readers, so that no writer waits for a disk or a server.
 //
 // # Topics
 //
@@ -62,7 +71,8 @@
 //  3. subscriber.mu, endedTopics.mu and the matcher's cache.mu, which the
 //     visits take (offer and the subscriber's changes, endOf, authorized);
 //     runQueue.mu, which scheduling takes once subscriber.mu is released
-//     (subscriber.change), so possibly under index.mu; and linuxConn.mu,
+//     (subscriber.change), so possibly under index.mu (the log readers'
+//     runQueue.mu is taken with no lock held); and linuxConn.mu,
 //     which Shutdown's abort takes, once subscriber.mu is released, under
 //     index.mu.
 //
@@ -71,10 +81,10 @@
 // before the subscribers it found are stopped; watcher.mu is held around
 // the sync.Once that opens the epoll set), Hub.passedMu, liveCount.mu,
 // notices.mu, slowDrops.mu, MemoryLog.mu, plainServer.mu and
-// servedConn.mu. The hub holds none of its locks while it calls a Log, so
-// a Log that blocks holds up its caller alone; a write to a subscriber
-// holds only its connection's linuxConn.mu. The Logger is called under
-// notices.mu, slowDrops.mu and watcher.mu: its handler's own locks come
-// after them. Shutdown's sync.Once is held for the whole of Shutdown, so
+// servedConn.mu. The hub holds none of its locks while it calls a Log or
+// a Presence, so a Log that blocks holds up its caller alone; a write to a
+// subscriber holds only its connection's linuxConn.mu. The Logger is
+// called under notices.mu, slowDrops.mu and watcher.mu: its handler's own
+// locks come after them. Shutdown's sync.Once is held for the whole of Shutdown, so
 // it comes before every lock.
 package hub

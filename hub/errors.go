@@ -59,6 +59,7 @@ const (
 	codeNotFound        = "not_found"
 	codeUnavailable     = "unavailable"
 	codeNoHistory       = "history_unavailable"
+	codeNoPresence      = "presence_unavailable"
 	codeTooManyConns    = "too_many_connections"
 	codeInternal        = "internal_error"
 )

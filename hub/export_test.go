@@ -1,6 +1,10 @@
 package hub
 
-import "math"
+import (
+	"math"
+	"slices"
+	"sync"
+)
 
 // Peepholes for the black-box tests.
 
@@ -107,4 +111,63 @@ func Watching(h *Hub) int { return h.watcher.watching() }
 func IsPlain(req []byte) bool {
 	_, st := parsePlain(req)
 	return len(req) <= plainBufSize && st == plainOK
+}
+
+// FromLog makes the subscribers of h that hold the selector read from the
+// log at their cursor, as the dispatcher makes every subscriber do when it
+// fell behind the log: their runners are then pool workers.
+func FromLog(h *Hub, selector string) {
+	h.index.subscribers(func(s *subscriber) {
+		if slices.Contains(s.topics, selector) {
+			s.toLog()
+		}
+	})
+}
+
+// NewIndexPresence returns the hub's default Presence over an index of
+// its own, for hubtest.RunPresence. The hub's default has nothing to do in
+// Join and Leave, since the hub itself puts each subscriber in its index
+// and takes it out; here Join and Leave do that for it, with a stand-in
+// subscriber made of the subscriptions, so that the suite checks the
+// default's listing against the index as the hub keeps it.
+func NewIndexPresence() Presence {
+	return &indexPresence{localPresence: localPresence{newIndex(math.MaxInt)}, members: make(map[string]*subscriber)}
+}
+
+type indexPresence struct {
+	localPresence
+	mu      sync.Mutex
+	members map[string]*subscriber
+}
+
+func (p *indexPresence) Join(subs []Subscription) {
+	if len(subs) == 0 {
+		return
+	}
+	s := &subscriber{id: subs[0].Subscriber}
+	for _, sub := range subs {
+		s.topics = append(s.topics, sub.Topic)
+	}
+	if subs[0].Payload != nil {
+		s.claims = &claims{Payload: subs[0].Payload}
+	}
+	if err := p.index.add(s); err != nil {
+		panic(err) // the index holds any number of templates
+	}
+	p.mu.Lock()
+	p.members[s.id] = s
+	p.mu.Unlock()
+}
+
+func (p *indexPresence) Leave(subs []Subscription) {
+	if len(subs) == 0 {
+		return
+	}
+	p.mu.Lock()
+	s := p.members[subs[0].Subscriber]
+	delete(p.members, subs[0].Subscriber)
+	p.mu.Unlock()
+	if s != nil {
+		p.index.remove(s)
+	}
 }

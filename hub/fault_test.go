@@ -100,6 +100,10 @@ func TestHistoryFault(t *testing.T) {
 		if !hub.AnswerPlain(h, plain, &out) || !bytes.HasPrefix(out, []byte("HTTP/1.1 503 ")) || !bytes.Contains(out, []byte(`"history_unavailable"`)) {
 			t.Fatalf("the fast path's answer while the history fails: %q", out)
 		}
+		// Both refusals are counted by their code.
+		if st := h.Stats(); st.Refused[hub.Refusal{Request: "publish", Code: "history_unavailable"}] != 2 {
+			t.Fatalf("refusals counted: %v", st.Refused)
+		}
 		if err := h.Ready(context.Background()); !errors.Is(err, hub.ErrUnavailable) || !strings.Contains(err.Error(), "disk is full") {
 			t.Fatalf("Ready while the history fails: %v", err)
 		}

@@ -13,17 +13,24 @@ import (
 // publications at /.well-known/mercure, and Publish for Go programs. Create
 // one with New. It is safe for concurrent use.
 type Hub struct {
-	cfg     Config
-	log     Log
-	ownLog  bool
-	logger  *slog.Logger
-	match   *matcher
-	index   *index
-	ended   *endedTopics
-	timers  *timers
-	runq    *runQueue
-	watcher *watcher
-	workers int
+	cfg    Config
+	log    Log
+	ownLog bool
+	// presence is Config.Presence, or the index's.
+	presence Presence
+	logger   *slog.Logger
+	match    *matcher
+	index    *index
+	ended    *endedTopics
+	timers   *timers
+	runq     *runQueue
+	watcher  *watcher
+	workers  int
+
+	// recent is the log as a RecentReader, nil if it is not one; readq
+	// holds the subscribers waiting for a log reader (see logread.go).
+	recent RecentReader
+	readq  *runQueue
 
 	// cur is the position the dispatcher is delivering, stored before it
 	// offers the event to any subscriber. See subscriber.collectCatchUp.
@@ -42,6 +49,7 @@ type Hub struct {
 	closed   chan struct{}
 	bg       sync.WaitGroup // the dispatcher, the timers, the notices
 	pool     sync.WaitGroup // the workers
+	readers  sync.WaitGroup // the log readers
 	live     liveCount      // subscribers not yet finished
 	closeErr error
 	once     sync.Once
@@ -70,6 +78,10 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("hub: read the log's bounds: %w", err)
 	}
 	h.index = newIndex(cfg.MaxTemplates)
+	h.presence = cfg.Presence
+	if h.presence == nil {
+		h.presence = localPresence{h.index}
+	}
 	h.ended = newEndedTopics(cfg.MaxEndedTopics)
 	if err := h.recallEnded(first, next); err != nil {
 		return nil, err
@@ -77,6 +89,7 @@ func New(cfg Config) (*Hub, error) {
 	h.drops.logger, h.drops.timeout = cfg.Logger, cfg.DispatchTimeout
 	h.timers = newTimers()
 	h.runq = newRunQueue()
+	h.readq = newRunQueue()
 	h.notes.signal = make(chan struct{}, 1)
 	h.cur.Store(next - 1)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
@@ -89,6 +102,14 @@ func New(cfg Config) (*Hub, error) {
 	h.pool.Add(h.workers)
 	for range h.workers {
 		go h.worker()
+	}
+	if rr, ok := h.log.(RecentReader); ok {
+		h.recent = rr
+		n := max(minLogReaders, h.workers)
+		h.readers.Add(n)
+		for range n {
+			go h.logReader()
+		}
 	}
 	return h, nil
 }
@@ -115,6 +136,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.cancel()
 		h.watcher.close()
 		h.bg.Wait()
+		h.readq.close() // empty: a subscriber a reader holds has not finished
+		h.readers.Wait()
 		h.runq.close()
 		h.pool.Wait()
 		h.drops.stop()

@@ -398,6 +398,16 @@ func (x *index) subscribers(fn func(*subscriber)) {
 	}
 }
 
+// group calls fn with the members of the group of the selector raw, if a
+// subscriber holds it, under the read lock.
+func (x *index) group(raw string, fn func([]*membership)) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if g := x.groupOf(raw); g != nil {
+		fn(g.members)
+	}
+}
+
 // size returns the number of subscribers.
 func (x *index) size() int {
 	x.mu.RLock()

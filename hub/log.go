@@ -35,9 +35,14 @@ import "context"
 //
 // Wait, Bounds, and Read of the recent events (those a live subscriber
 // needs) are on the hub's delivery path: they answer from memory, with no
-// round trip to a disk or a server. Read of older events (a resumption
-// from far back) may do I/O; the hub keeps such reads off its write path
-// when the log tells which reads those are (see RecentReader).
+// round trip to a disk or a server, in microseconds. Read of older events
+// (a resumption from far back) may do I/O. The hub calls Read where it
+// writes to subscribers, on a pool of GOMAXPROCS workers that every
+// subscriber shares, unless the log implements RecentReader: a log that
+// does I/O in Read implements it, so that the hub asks it first whether a
+// read answers from memory, and makes the reads that do not on a few log
+// readers of its own, off the workers, whose writes to everyone else a
+// round trip would otherwise hold up.
 //
 // Implementations are safe for concurrent use. After Close every method
 // returns ErrClosed. The hubtest package holds the behavioural suite that
@@ -101,4 +106,19 @@ type HealthChecker interface {
 	// retries on its own or needs a restart once the fault is fixed, or
 	// ErrClosed after Close. It does no I/O and does not block.
 	Healthy() error
+}
+
+// RecentReader is a Log that tells which reads answer from memory. The hub
+// catches a subscriber up with ReadRecent where it writes to subscribers,
+// and hands the reads for which it reports false to a small, bounded set
+// of log readers that call Read and give the events back to the
+// subscriber's writer. A Log whose Read may do I/O should implement it;
+// one without it has every Read made where the hub writes.
+type RecentReader interface {
+	// ReadRecent returns what Read(ctx, from, limit) would return, when it
+	// can answer from memory, and ok true; it never does I/O and never
+	// blocks on one. It reports ok false when answering would need I/O
+	// (from is older than what the log keeps in memory), and after Close,
+	// so that Read reports ErrClosed.
+	ReadRecent(from uint64, limit int) (evs []*Event, ok bool)
 }

@@ -37,7 +37,10 @@ type MemoryLog struct {
 	closed bool
 }
 
-var _ Log = (*MemoryLog)(nil)
+var (
+	_ Log          = (*MemoryLog)(nil)
+	_ RecentReader = (*MemoryLog)(nil)
+)
 
 // NewMemoryLog returns an empty MemoryLog.
 func NewMemoryLog(cfg MemoryLogConfig) *MemoryLog {
@@ -140,11 +143,28 @@ func (l *MemoryLog) Read(ctx context.Context, from uint64, limit int) ([]*Event,
 	if l.closed {
 		return nil, ErrClosed
 	}
+	return l.readLocked(from, limit), nil
+}
+
+// ReadRecent implements RecentReader: a MemoryLog holds all it retains in
+// memory, so it answers every read until it is closed.
+func (l *MemoryLog) ReadRecent(from uint64, limit int) ([]*Event, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, false
+	}
+	return l.readLocked(from, limit), true
+}
+
+// readLocked returns up to limit events from position from, as Read. l.mu
+// is held.
+func (l *MemoryLog) readLocked(from uint64, limit int) []*Event {
 	l.expire(time.Now())
 	from = max(from, l.first)
 	next := l.first + uint64(l.count)
 	if from >= next || limit <= 0 {
-		return nil, nil
+		return nil
 	}
 	n := int(min(next-from, uint64(limit)))
 	out := make([]*Event, n)
@@ -152,7 +172,7 @@ func (l *MemoryLog) Read(ctx context.Context, from uint64, limit int) ([]*Event,
 	for i := range out {
 		out[i] = l.ring[(start+i)%len(l.ring)]
 	}
-	return out, nil
+	return out
 }
 
 // Lookup implements Log.

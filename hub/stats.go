@@ -343,7 +343,7 @@ var refusalCodes = [...]string{
 	codeMissingTopic, codeTooManyTopics, codeInvalidTopic, codeReservedTopic, codeInvalidID, codeDuplicateID,
 	codeInvalidType, codeInvalidRetry, codeInvalidBody, codeBodyTooLarge, codeUnsupportedType, codeNoToken,
 	codeInvalidToken, codeForbidden, codeBadOrigin, codeMethod, codeNotFound, codeUnavailable, codeTooManyConns,
-	codeInternal, codeTooManySelectors, codeTooManyTemplates,
+	codeInternal, codeTooManySelectors, codeTooManyTemplates, codeNoHistory, codeNoPresence,
 }
 
 // codeIndex returns the index of code in refusalCodes; an unknown code

@@ -3,7 +3,10 @@ package hub
 import (
 	"bytes"
 	"log/slog"
+	"os"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -83,4 +86,23 @@ func BenchmarkWriteCounters(b *testing.B) {
 			}
 		})
 	})
+}
+
+// Every error code of docs/api.md's table is counted under its own name:
+// one missing from refusalCodes would be counted as internal_error.
+func TestRefusalCodesCoverTheAPI(t *testing.T) {
+	doc, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| [0-9]{3} \\| `([a-z_]+)` \\|")
+	rows := row.FindAllStringSubmatch(string(doc), -1)
+	if len(rows) < 20 {
+		t.Fatalf("found %d rows of error codes in docs/api.md", len(rows))
+	}
+	for _, m := range rows {
+		if code := m[1]; !slices.Contains(refusalCodes[:], code) {
+			t.Errorf("the code %s of docs/api.md is not in refusalCodes", code)
+		}
+	}
 }

@@ -35,7 +35,9 @@ import (
 // when work arrives and back to idle, under the lock, only when there is
 // none. The runner is a pool worker for connections it can write without
 // blocking, a goroutine of its own while a write must wait, and the
-// request's handler for HTTP/2 streams (see executor).
+// request's handler for HTTP/2 streams (see executor). A catch-up read
+// that needs I/O passes the subscriber from its runner to a log reader and
+// back (see logread.go).
 
 // maxQueue bounds the events queued for a live subscriber: past it, the
 // subscriber catches up from the log instead, so that a slow reader costs
@@ -132,6 +134,7 @@ type subscriber struct {
 	beat    bool     // a heartbeat is due
 	endAt   uint64   // close once this position is delivered; 0: never
 	reason  closeReason
+	read    *logRead // a log reader's answer, for the runner to write
 }
 
 // authorized reports whether the subscriber may receive a private update
@@ -275,12 +278,12 @@ func (s *subscriber) run(block bool, scratch *[][]byte) {
 		scratch = new([][]byte)
 	}
 	for {
-		b, reason, idle := s.collect((*scratch)[:0])
+		b, reason, stop := s.collect((*scratch)[:0])
 		switch {
 		case reason != open:
 			s.finish(reason)
 			return
-		case idle:
+		case stop:
 			return
 		}
 		*scratch = b.bufs
@@ -308,18 +311,20 @@ func (s *subscriber) run(block bool, scratch *[][]byte) {
 	}
 }
 
-// collect returns the next write, or the reason to close, or idle when
-// there is nothing to do (having marked the subscriber idle).
-func (s *subscriber) collect(bufs [][]byte) (b batch, reason closeReason, idle bool) {
+// collect returns the next write, or the reason to close, or stop when
+// the runner has nothing to do: there is no work (and it marked the
+// subscriber idle), or it handed the subscriber to a log reader.
+func (s *subscriber) collect(bufs [][]byte) (b batch, reason closeReason, stop bool) {
 	s.mu.Lock()
 	if s.reason != open {
 		defer s.mu.Unlock()
 		return b, s.reason, false
 	}
 	if s.mode == catchingUp {
-		from := s.next
+		from, rd := s.next, s.read
+		s.read = nil
 		s.mu.Unlock()
-		return s.collectCatchUp(from, bufs)
+		return s.collectCatchUp(from, rd, bufs)
 	}
 	if s.idleLocked() {
 		s.mu.Unlock()
@@ -370,11 +375,23 @@ const catchUpBatch = 256
 // collectCatchUp reads the log from the cursor for the next write. When the
 // cursor has reached the end of the log it turns the subscriber live, or,
 // if the dispatcher has meanwhile passed the cursor, returns an empty batch
-// so that the runner reads again.
-func (s *subscriber) collectCatchUp(from uint64, bufs [][]byte) (batch, closeReason, bool) {
+// so that the runner reads again. The events come from rd, a log reader's
+// answer, or else from the log when it answers from memory; otherwise it
+// hands the subscriber to a log reader and reports stop.
+func (s *subscriber) collectCatchUp(from uint64, rd *logRead, bufs [][]byte) (batch, closeReason, bool) {
 	h := s.h
-	h.stats.replayReads.Add(1)
-	evs, err := h.log.Read(h.ctx, from, catchUpBatch)
+	var evs []*Event
+	var err error
+	if rd != nil && rd.from == from {
+		evs, err = rd.evs, rd.err
+	} else {
+		h.stats.replayReads.Add(1)
+		var ok bool
+		if evs, ok, err = h.readNow(from); !ok {
+			h.readq.push(s)
+			return batch{}, open, true
+		}
+	}
 	if err != nil {
 		if h.ctx.Err() == nil {
 			h.storeFailed(h.ctx, opRead, err)
@@ -475,6 +492,7 @@ func (s *subscriber) idleLocked() bool {
 func (s *subscriber) finish(reason closeReason) {
 	h := s.h
 	h.index.remove(s)
+	h.depart(s)
 	h.timers.remove(s)
 	h.watcher.unwatch(s)
 	var final []byte

@@ -16,8 +16,8 @@ import (
 
 const jsonLDContext = "https://mercure.rocks/"
 
-// subscription is one selector of one subscriber, as the API and the
-// subscription events describe it.
+// subscription is the JSON-LD document of a Subscription, in the API and
+// in the subscription events.
 type subscription struct {
 	Context     string          `json:"@context,omitempty"`
 	ID          string          `json:"id"`
@@ -27,6 +27,18 @@ type subscription struct {
 	Active      bool            `json:"active"`
 	LastEventID string          `json:"lastEventID,omitempty"`
 	Payload     json.RawMessage `json:"payload,omitempty"`
+}
+
+// doc returns the document of s, active or not.
+func (s Subscription) doc(active bool) subscription {
+	return subscription{
+		ID:         s.ID(),
+		Type:       "Subscription",
+		Subscriber: s.Subscriber,
+		Topic:      s.Topic,
+		Active:     active,
+		Payload:    s.Payload,
+	}
 }
 
 type subscriptionCollection struct {
@@ -41,20 +53,6 @@ func subscriptionTopic(selector, subscriber string) string {
 	return subscriptionsPath + "/" + url.QueryEscape(selector) + "/" + url.QueryEscape(subscriber)
 }
 
-func (s *subscriber) subscription(selector string, active bool) subscription {
-	sub := subscription{
-		ID:         subscriptionTopic(selector, s.id),
-		Type:       "Subscription",
-		Subscriber: s.id,
-		Topic:      selector,
-		Active:     active,
-	}
-	if s.claims != nil {
-		sub.Payload = s.claims.Payload
-	}
-	return sub
-}
-
 // maxNotices bounds the subscription events waiting to be published: past
 // it, in a storm of connections, the oldest waiting are dropped.
 const maxNotices = 100_000
@@ -67,14 +65,16 @@ type notices struct {
 	signal  chan struct{}
 }
 
-// announce publishes the events of a subscriber's connection, when the
-// hub has subscriptions enabled, and returns once the log holds them: a
-// client that has its answer finds its connection in the log. A log that
-// refuses them costs the events, not the subscription.
+// announce tells the hub's Presence of a subscriber's connection and
+// publishes its events, when the hub has subscriptions enabled, and
+// returns once the log holds them: a client that has its answer finds its
+// connection in the log. A log that refuses them costs the events, not the
+// subscription.
 func (h *Hub) announce(s *subscriber) {
 	if !h.cfg.Subscriptions {
 		return
 	}
+	h.presence.Join(s.presence())
 	updates := s.subscriptionUpdates(true, nil)
 	evs := make([]*Event, len(updates))
 	for i, u := range updates {
@@ -82,6 +82,14 @@ func (h *Hub) announce(s *subscriber) {
 	}
 	if err := h.log.Append(h.ctx, evs...); err != nil && !h.closing.Load() {
 		h.logger.Warn("hub: publishing subscription events failed", "events", len(evs), "error", err)
+	}
+}
+
+// depart tells the hub's Presence that a subscriber has left, when the
+// hub has subscriptions enabled.
+func (h *Hub) depart(s *subscriber) {
+	if h.cfg.Subscriptions {
+		h.presence.Leave(s.presence())
 	}
 }
 
@@ -109,7 +117,7 @@ func (h *Hub) subscriptionEvents(s *subscriber) {
 // one per selector: private updates on the subscription's topic.
 func (s *subscriber) subscriptionUpdates(active bool, updates []Update) []Update {
 	for _, sel := range s.topics {
-		sub := s.subscription(sel, active)
+		sub := s.subscription(sel).doc(active)
 		sub.Context = jsonLDContext
 		data, err := json.Marshal(sub)
 		if err != nil {
@@ -154,7 +162,8 @@ func (h *Hub) noticeLoop() {
 //	/.well-known/mercure/subscriptions/{topic}/{subscriber}   one subscription
 //
 // The caller needs a subscriber token whose mercure.subscribe claim matches
-// the request's path.
+// the request's path. The subscriptions are the hub's Presence's: its own
+// subscribers' by default, every node's in a cluster.
 func (h *Hub) subscriptions(w http.ResponseWriter, r *http.Request) {
 	c, _, err := h.authenticate(r, h.cfg.SubscriberKey)
 	if err != nil {
@@ -170,7 +179,7 @@ func (h *Hub) subscriptions(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, &Error{Status: http.StatusForbidden, Code: codeForbidden, Message: "the token's mercure.subscribe claim does not cover " + path})
 		return
 	}
-	var filter []string
+	var segs []string
 	if rest := strings.TrimPrefix(path, subscriptionsPath); rest != "" {
 		for _, seg := range strings.Split(strings.TrimPrefix(rest, "/"), "/") {
 			v, err := url.QueryUnescape(seg)
@@ -178,12 +187,19 @@ func (h *Hub) subscriptions(w http.ResponseWriter, r *http.Request) {
 				h.refuse(w, r, &Error{Status: http.StatusBadRequest, Code: codeInvalidTopic, Message: "malformed subscriptions path"})
 				return
 			}
-			filter = append(filter, v)
+			segs = append(segs, v)
 		}
 	}
-	if len(filter) > 2 {
+	if len(segs) > 2 {
 		h.refuse(w, r, &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such resource"})
 		return
+	}
+	var filter SubscriptionFilter
+	if len(segs) > 0 {
+		filter.Topic = segs[0]
+	}
+	if len(segs) > 1 {
+		filter.Subscriber = segs[1]
 	}
 
 	lastID := EarliestID
@@ -191,40 +207,38 @@ func (h *Hub) subscriptions(w http.ResponseWriter, r *http.Request) {
 		lastID = *p
 	}
 	etag := `"` + strings.NewReplacer("%", "%25", `"`, "%22").Replace(lastID) + `"`
-	w.Header().Set("ETag", etag)
 	if r.Header.Get("If-None-Match") == etag {
+		w.Header().Set("ETag", etag)
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 
-	var subs []subscription
-	h.index.subscribers(func(s *subscriber) {
-		if len(filter) == 2 && s.id != filter[1] {
-			return
-		}
-		for _, sel := range s.topics {
-			if len(filter) == 0 || sel == filter[0] {
-				subs = append(subs, s.subscription(sel, true))
-			}
-		}
-	})
+	subs, err := h.presence.Subscriptions(r.Context(), filter)
+	if err != nil {
+		h.logger.Warn("hub: listing the subscriptions failed", "path", path, "error", err)
+		h.refuse(w, r, &Error{Status: http.StatusServiceUnavailable, Code: codeNoPresence, err: err,
+			Message: "the hub cannot list the subscriptions at the moment: its record of who is subscribed (in a cluster, kept on a server the nodes share) failed"})
+		return
+	}
+	w.Header().Set("ETag", etag)
 	w.Header().Set("Content-Type", "application/ld+json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if len(filter) == 2 {
+	if len(segs) == 2 {
 		if len(subs) == 0 {
 			h.refuse(w, r, &Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such subscription"})
 			return
 		}
-		sub := subs[0]
+		sub := subs[0].doc(true)
 		sub.Context, sub.LastEventID = jsonLDContext, lastID
 		_ = enc.Encode(sub)
 		return
 	}
-	if subs == nil {
-		subs = []subscription{}
+	docs := make([]subscription, len(subs))
+	for i, sub := range subs {
+		docs[i] = sub.doc(true)
 	}
 	_ = enc.Encode(subscriptionCollection{
-		Context: jsonLDContext, ID: path, Type: "Subscriptions", LastEventID: lastID, Subscriptions: subs,
+		Context: jsonLDContext, ID: path, Type: "Subscriptions", LastEventID: lastID, Subscriptions: docs,
 	})
 }

@@ -1,13 +1,15 @@
-// Package hubtest holds the behavioural suite that every implementation of
-// hub.Log must pass: the in-memory log, the embedded store and the cluster
-// engines run the same tests. Call Run from a test of the implementation's
-// package:
+// Package hubtest holds the behavioural suites that every implementation of
+// hub.Log and of hub.Presence must pass: the in-memory log, the embedded
+// store and the cluster engines run the same tests. Call Run from a test of
+// the log's package:
 //
 //	func TestLog(t *testing.T) {
 //		hubtest.Run(t, hubtest.Suite{
 //			New: func(t *testing.T, o hubtest.Options) hub.Log { return mylog.Open(…) },
 //		})
 //	}
+//
+// and RunPresence from a test of the presence's.
 package hubtest
 
 import (
@@ -73,6 +75,7 @@ func Run(t *testing.T, s Suite) {
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"Close", testClose},
 		{"Healthy", testHealthy},
+		{"RecentReader", testRecentReader},
 	}
 	if s.Fault != nil {
 		tests = append(tests, struct {
@@ -433,6 +436,46 @@ func testClose(t *testing.T, s Suite) {
 	}
 	if err := l.Wait(ctx, 1<<40); !errors.Is(err, hub.ErrClosed) {
 		t.Errorf("Wait after Close: %v", err)
+	}
+}
+
+// A log that is a hub.RecentReader answers ReadRecent, when it reports ok,
+// as Read would, with prepared events (the hub shares them between
+// subscribers), and reports false once closed. Which reads it answers is
+// its own choice.
+func testRecentReader(t *testing.T, s Suite) {
+	l := open(t, s, Options{Size: 100})
+	rr, ok := l.(hub.RecentReader)
+	if !ok {
+		t.Skip("the log is not a hub.RecentReader")
+	}
+	evs := appendN(t, l, "m", 350)
+	_, next := bounds(t, l)
+	for _, from := range []uint64{0, evs[0].Pos, evs[249].Pos, evs[250].Pos, evs[300].Pos, evs[349].Pos, next, next + 10} {
+		for _, limit := range []int{0, 1, 10, 1000} {
+			got, ok := rr.ReadRecent(from, limit)
+			if !ok {
+				continue
+			}
+			want := read(t, l, from, limit)
+			if !slices.Equal(ids(got), ids(want)) {
+				t.Fatalf("ReadRecent(%d, %d): %d events from %v; Read: %d from %v", from, limit, len(got), first1(got), len(want), first1(want))
+			}
+			for i, ev := range got {
+				if ev.Pos != want[i].Pos {
+					t.Fatalf("ReadRecent(%d, %d): event %s at position %d, Read's at %d", from, limit, ev.ID, ev.Pos, want[i].Pos)
+				}
+				if !ev.Prepared() {
+					t.Fatalf("ReadRecent(%d, %d): event %s is not prepared (hub.Event.Prepare)", from, limit, ev.ID)
+				}
+			}
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rr.ReadRecent(next-1, 1); ok {
+		t.Fatal("ReadRecent answered after Close")
 	}
 }
 

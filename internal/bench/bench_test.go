@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -441,19 +442,22 @@ func fakeNchan(t *testing.T, resume bool) string {
 			}
 			stop := context.AfterFunc(r.Context(), func() { mu.Lock(); changed.Broadcast(); mu.Unlock() })
 			defer stop()
+			// Every wait follows a look at the context under mu: a
+			// cancellation that came while a send had mu released
+			// (its broadcast then woke no one) is seen before waiting.
 			for r.Context().Err() == nil {
-				for next < len(msgs[ch]) {
-					ev := sse.Event{ID: fmt.Sprintf("1700000000:%d", next), Data: msgs[ch][next]}
-					next++
-					mu.Unlock()
-					err := s.Send(ev)
-					mu.Lock()
-					if err != nil {
-						mu.Unlock()
-						return
-					}
+				if next == len(msgs[ch]) {
+					changed.Wait()
+					continue
 				}
-				changed.Wait()
+				ev := sse.Event{ID: fmt.Sprintf("1700000000:%d", next), Data: msgs[ch][next]}
+				next++
+				mu.Unlock()
+				err := s.Send(ev)
+				mu.Lock()
+				if err != nil {
+					break
+				}
 			}
 			mu.Unlock()
 		default:
@@ -549,5 +553,251 @@ func TestParseTCPLine(t *testing.T) {
 	}
 	if _, ok := parseTCPLine([]byte("  sl  local_address rem_address   st tx_queue rx_queue")); ok {
 		t.Error("the header parsed")
+	}
+}
+
+// cluster is hubs that share one history, each behind its own server, as
+// the nodes of a herald cluster share a Redis stream; shared false gives
+// each hub a history of its own, a cluster whose nodes do not talk. Each
+// node counts the requests it serves.
+type cluster struct {
+	urls []string
+	reqs []*nodeRequests
+}
+
+// nodeRequests counts a node's requests.
+type nodeRequests struct {
+	mu                         sync.Mutex
+	subscribes, resumes, posts int
+}
+
+func (n *nodeRequests) counts() (subscribes, resumes, posts int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.subscribes, n.resumes, n.posts
+}
+
+func newCluster(t *testing.T, nodes int, shared bool) *cluster {
+	t.Helper()
+	lg := hub.NewMemoryLog(hub.MemoryLogConfig{})
+	t.Cleanup(func() { lg.Close() })
+	c := &cluster{}
+	for range nodes {
+		cfg := hub.Config{PublisherKey: mustKey(t), Anonymous: true, Log: lg}
+		if !shared {
+			cfg.Log = nil
+		}
+		h, err := hub.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &nodeRequests{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.mu.Lock()
+			switch {
+			case r.Method == http.MethodPost:
+				n.posts++
+			case r.Header.Get("Last-Event-ID") != "":
+				n.resumes++
+			default:
+				n.subscribes++
+			}
+			n.mu.Unlock()
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(func() {
+			srv.Close()
+			h.Close()
+		})
+		c.urls, c.reqs = append(c.urls, srv.URL+hub.Path), append(c.reqs, n)
+	}
+	return c
+}
+
+// A fan-out over the three nodes of a cluster: subscribers and publishers
+// spread over every node, and every event reaches every subscriber of its
+// topic once, in order, whichever node it was published to.
+func TestFanoutCluster(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, true)
+	res, err := Fanout(t.Context(), FanoutConfig{
+		Target:      Target{Nodes: c.urls, PublisherToken: token(t)},
+		Subscribers: 12, Topics: 2, Events: 600, Publishers: 3, Drain: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Nodes != 3 || res.Published != 600 || res.Expected != 600*6 || res.Delivered != res.Expected ||
+		res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.Incomplete != 0 {
+		t.Fatalf("%+v", res)
+	}
+	// 12 subscribers, 6 to a topic, 2 to a topic on each node; the probes
+	// go through node 0, the publishers' events one in three to each.
+	for i, n := range c.reqs {
+		subs, resumes, posts := n.counts()
+		wantPosts := 200
+		if i == 0 {
+			wantPosts = 200 + 2 // and at least one probe per topic
+		}
+		if subs != 4 || resumes != 0 || posts < wantPosts || i > 0 && posts != wantPosts {
+			t.Errorf("node %d: %d subscriptions, %d resumptions, %d publications", i, subs, resumes, posts)
+		}
+	}
+}
+
+// The checks catch a cluster whose nodes do not share their history: the
+// subscribers of one node miss what was published to another.
+func TestFanoutClusterCatchesSplit(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, false)
+	// The probe would wait a minute for node 1's subscriber; a few seconds
+	// show as well that it never comes.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	_, err := Fanout(ctx, FanoutConfig{
+		Target:      Target{Nodes: c.urls, PublisherToken: token(t)},
+		Subscribers: 2, Topics: 1, Events: 100, Publishers: 2, Drain: 500 * time.Millisecond,
+	})
+	// Node 1's subscriber never gets node 0's probe.
+	if err == nil || !strings.Contains(err.Error(), "probe") {
+		t.Fatalf("a split cluster went unnoticed: %v", err)
+	}
+}
+
+// A reconnect run over two nodes: every resumption crosses to the other
+// node, and misses nothing.
+func TestReconnectCluster(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, true)
+	res, err := Reconnect(t.Context(), ReconnectConfig{
+		FanoutConfig: FanoutConfig{Target: Target{Nodes: c.urls, PublisherToken: token(t)},
+			Subscribers: 20, Topics: 2, Events: 1000, Publishers: 2, Rate: 2000},
+		KillEvery: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Kills < 10 || res.Reconnects < res.Kills-1 || res.Reconnects > res.Kills || res.Missing != 0 || res.Duplicated != 0 ||
+		res.OutOfOrder != 0 || res.SubscriberFailures != 0 || res.NodeCut != nil {
+		t.Fatalf("%+v", res)
+	}
+	var resumes int
+	for i, n := range c.reqs {
+		_, r, _ := n.counts()
+		resumes += r
+		if r == 0 && res.Reconnects > 2 {
+			t.Errorf("node %d: no resumption", i)
+		}
+	}
+	if int64(resumes) != res.Reconnects {
+		t.Errorf("%d resumptions reached the nodes, %d reported", resumes, res.Reconnects)
+	}
+}
+
+// A node cut: every subscriber of the node resumes on the next one, with
+// nothing lost or repeated, the publishers move off it, and its process,
+// when the run is given one, is killed.
+func TestReconnectNodeCut(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, true)
+	// The node's process: one that does nothing, so that its death is
+	// the cut's doing.
+	proc := exec.Command("sleep", "600")
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proc.Process.Kill() })
+	exited := make(chan error, 1)
+	go func() { exited <- proc.Wait() }()
+
+	res, err := Reconnect(t.Context(), ReconnectConfig{
+		FanoutConfig: FanoutConfig{Target: Target{Nodes: c.urls, PublisherToken: token(t)},
+			Subscribers: 30, Topics: 2, Events: 600, Publishers: 3, Rate: 1000, PIDs: []int{proc.Process.Pid}},
+		CutNode: &NodeCut{Node: 1, At: 200 * time.Millisecond, PID: proc.Process.Pid},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Subscribers 2, 3, 8, 9, 14, 15… are node 1's: 10 of them.
+	nc := res.NodeCut
+	if nc == nil || nc.Node != 1 || !nc.Killed || nc.Subscribers != 10 || nc.Resumed != 10 || nc.ResumeLatency.Count != 10 ||
+		nc.CatchUpLatency.Count != 10 || nc.AtSeconds <= 0 {
+		t.Fatalf("node cut: %+v", nc)
+	}
+	if res.Published != 600 || res.PublishErrors != 0 || res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 ||
+		res.Incomplete != 0 || res.SubscriberFailures != 0 || res.Kills != 0 || res.Reconnects != 0 {
+		t.Fatalf("%+v", res)
+	}
+	if err := <-exited; err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("the node's process: %v", err)
+	}
+	// Node 1's subscribers resumed on node 2, and nowhere else.
+	for i, want := range []int{0, 0, 10} {
+		if _, r, _ := c.reqs[i].counts(); r != want {
+			t.Errorf("node %d: %d resumptions, want %d", i, r, want)
+		}
+	}
+}
+
+// A node cut needs a cluster, and a node of it.
+func TestReconnectNodeCutRefused(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, true)
+	for _, tc := range []struct {
+		name  string
+		nodes []string
+		cut   NodeCut
+	}{
+		{"one node", c.urls[:1], NodeCut{Node: 0}},
+		{"no such node", c.urls, NodeCut{Node: 2}},
+		{"before the start", c.urls, NodeCut{Node: 1, At: -time.Second}},
+	} {
+		_, err := Reconnect(t.Context(), ReconnectConfig{
+			FanoutConfig: FanoutConfig{Target: Target{Nodes: tc.nodes}, Subscribers: 1, Topics: 1, Events: 1, Publishers: 1},
+			CutNode:      &tc.cut,
+		})
+		if err == nil || !strings.Contains(err.Error(), "node") {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
+
+// A target names one hub or the nodes of a cluster, not both, and the
+// scenarios that load one hub refuse several.
+func TestTargetNodes(t *testing.T) {
+	t.Parallel()
+	if _, err := (Target{URL: "http://127.0.0.1:1/", Nodes: []string{"http://127.0.0.1:2/"}}).resolveNodes(); err == nil {
+		t.Error("a URL and nodes were taken")
+	}
+	two := Target{Nodes: []string{"http://127.0.0.1:1/", "http://127.0.0.1:2/"}}
+	if nodes, err := two.resolveNodes(); err != nil || len(nodes) != 2 || nodes[1].addr != "127.0.0.1:2" {
+		t.Errorf("%v %v", nodes, err)
+	}
+	if _, err := Conns(t.Context(), ConnsConfig{Target: two, Subscribers: 1}); err == nil || !strings.Contains(err.Error(), "one hub") {
+		t.Errorf("conns over two nodes: %v", err)
+	}
+}
+
+// A node process that cannot be killed (here, one that has exited) is
+// said so, and the cut still moves its subscribers elsewhere.
+func TestReconnectNodeCutKillFails(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, true)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Reconnect(t.Context(), ReconnectConfig{
+		FanoutConfig: FanoutConfig{Target: Target{Nodes: c.urls, PublisherToken: token(t)},
+			Subscribers: 4, Topics: 1, Events: 100, Publishers: 2, Rate: 1000},
+		CutNode: &NodeCut{Node: 0, At: 20 * time.Millisecond, PID: gone.Process.Pid},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := res.NodeCut
+	if nc == nil || nc.Killed || !strings.Contains(nc.KillError, "killing process") || nc.Subscribers != 2 || nc.Resumed != 2 ||
+		res.Missing != 0 || res.Duplicated != 0 {
+		t.Fatalf("%+v %+v", res, nc)
 	}
 }

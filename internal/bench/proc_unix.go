@@ -15,3 +15,7 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// killProcess kills the process pid with SIGKILL: a node that dies
+// without a word, as in a crash.
+func killProcess(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }

@@ -136,8 +136,10 @@ func Slow(ctx context.Context, cfg SlowConfig) (*SlowResult, error) {
 	fc := FanoutConfig{Target: cfg.Target, Subscribers: cfg.Slow + cfg.Fast + cfg.Others, Topics: topics,
 		Events: cfg.events(), Publishers: 1, Rate: cfg.Rate}
 	pad := bytes.Repeat([]byte("x"), cfg.EventSize-minEventSize/2)
-	fast := &run{cfg: fc, t: t, acked: make([]atomic.Int64, topics), pad: pad, recent: &windowMax{}}
-	other := &run{cfg: fc, t: t, acked: make([]atomic.Int64, topics), recent: &windowMax{}}
+	fast := newRun(fc, []*target{t}, topics)
+	fast.pad, fast.recent = pad, &windowMax{}
+	other := newRun(fc, []*target{t}, topics)
+	other.recent = &windowMax{}
 	res := &SlowResult{Protocol: t.Protocol, Slow: cfg.Slow, Fast: cfg.Fast, Others: cfg.Others, Events: fc.Events,
 		EventSize: cfg.EventSize, Rate: cfg.Rate}
 
@@ -163,7 +165,7 @@ func Slow(ctx context.Context, cfg SlowConfig) (*SlowResult, error) {
 	if err := other.connectAll(ctx, readers[cfg.Fast:], func(s *subscriber, st *stream) { s.run(ctx, other, st) }); err != nil {
 		return nil, err
 	}
-	if err := fast.connectAll(ctx, slow, func(s *subscriber, st *stream) { s.readProbe(st) }); err != nil {
+	if err := fast.connectAll(ctx, slow, func(s *subscriber, st *stream) { s.readProbe(st, fast) }); err != nil {
 		return nil, err
 	}
 	if err := fast.probe(ctx, append(slices.Clip(readers), slow...)); err != nil {
@@ -209,9 +211,7 @@ func Slow(ctx context.Context, cfg SlowConfig) (*SlowResult, error) {
 	// result, not a hang: the publications get their expected time twice
 	// over, and a grace.
 	pubCtx, pubCancel := context.WithDeadline(ctx, start.Add(cfg.publishBound(fc.Events)))
-	conn := t.newPublisher()
-	fast.publish(pubCtx, conn, 0, start, &posts, &published, &failed)
-	conn.close()
+	fast.publish(pubCtx, 0, start, &posts, &published, &failed)
 	pubCancel()
 	publishEnd := time.Now()
 
@@ -273,9 +273,9 @@ func complete(subs []*subscriber) bool {
 
 // readProbe reads a slow subscriber's stream until the probe, then stops
 // reading: the connection stays open, unread, until the run ends.
-func (s *subscriber) readProbe(st *stream) {
+func (s *subscriber) readProbe(st *stream, r *run) {
 	defer close(s.stopped)
-	s.setStream(st)
+	s.setStream(st, r)
 	var ev sse.Event
 	for {
 		if err := st.dec.Decode(&ev); err != nil {

@@ -37,7 +37,13 @@ type Target struct {
 	// URL is the Mercure hub's (…/.well-known/mercure), or nchan's server
 	// root, under which /pub/ and /sub/ are its publisher and subscriber
 	// locations.
-	URL             string
+	URL string
+	// Nodes, in place of URL, are the URLs of the nodes of one cluster:
+	// several hubs that share one history (herald serve -redis), each
+	// of which serves any subscriber and any publisher. Fanout and
+	// Reconnect spread their subscribers and publishers over them (see
+	// FanoutConfig); Conns and Slow take one hub only.
+	Nodes           []string
 	Protocol        Protocol // empty means Mercure
 	PublisherToken  string   // Mercure: sent with each publication
 	SubscriberToken string   // Mercure: sent with each subscription; empty for anonymous
@@ -53,7 +59,43 @@ type target struct {
 	next    atomic.Uint32
 }
 
+// resolve returns the target of a scenario that loads one hub.
 func (t Target) resolve() (*target, error) {
+	nodes, err := t.resolveNodes()
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes) > 1 {
+		return nil, fmt.Errorf("%d hub URLs: this scenario loads one hub", len(nodes))
+	}
+	return nodes[0], nil
+}
+
+// resolveNodes returns a target per node: the one of URL, or those of
+// Nodes, in order.
+func (t Target) resolveNodes() ([]*target, error) {
+	urls := t.Nodes
+	switch {
+	case t.URL != "" && len(t.Nodes) > 0:
+		return nil, errors.New("a hub URL and nodes: give one or the other")
+	case t.URL != "":
+		urls = []string{t.URL}
+	case len(urls) == 0:
+		return nil, errors.New("no hub URL")
+	}
+	nodes := make([]*target, len(urls))
+	for i, u := range urls {
+		n := t
+		n.URL, n.Nodes = u, nil
+		var err error
+		if nodes[i], err = n.resolveOne(); err != nil {
+			return nil, err
+		}
+	}
+	return nodes, nil
+}
+
+func (t Target) resolveOne() (*target, error) {
 	if t.URL == "" {
 		return nil, errors.New("no hub URL")
 	}

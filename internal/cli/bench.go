@@ -25,9 +25,10 @@ Modes:
   fanout     subscribers over topics, events from concurrent publishers: rates,
              latencies, CPU per million deliveries, and a check that every
              subscriber got every event of its topic once, in order
-  reconnect  a fanout during which subscribers are cut off at random and come
-             back with Last-Event-ID: lost and duplicated events, reconnection
-             and catch-up latency
+  reconnect  a fanout during which subscribers are cut off at random, or all
+             those of one node of a cluster at once, and come back with
+             Last-Event-ID: lost and duplicated events, reconnection and
+             catch-up latency
   slow       subscribers that never read beside a few that read everything, on
              one topic, while megabytes are published: the readers' latencies,
              a check that they got every event once, in order, and when the
@@ -35,7 +36,8 @@ Modes:
 
 Run 'herald bench <mode> -h' for the flags of a mode. The tool speaks Mercure,
 or nchan's protocol with -protocol nchan. It loads only hubs on this machine
-(loopback), and every run is bounded in count and time.`
+(loopback), and every run is bounded in count and time. Fanout and reconnect
+load the nodes of a cluster when -url names several.`
 
 // Bounds on a run, so that a typo cannot turn the tool into a flood.
 const (
@@ -69,6 +71,7 @@ func runBench(e *env, args []string) error {
 // benchFlags are the flags every mode has.
 type benchFlags struct {
 	target        bench.Target
+	urls          urlsFlag
 	protocol, key string
 	pids          pidsFlag
 	asJSON, quiet bool
@@ -76,12 +79,13 @@ type benchFlags struct {
 }
 
 func (b *benchFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&b.target.URL, "url", defaultHubURL, "the hub's `URL`; for nchan, the server's root, with its /pub/ and /sub/ locations")
+	b.urls = urlsFlag{urls: []string{defaultHubURL}}
+	fs.Var(&b.urls, "url", "the hub's `URL`; for nchan, the server's root, with its /pub/ and /sub/ locations. Several, repeated or comma-separated, are the nodes of one cluster (fanout and reconnect)")
 	fs.StringVar(&b.protocol, "protocol", "mercure", "the hub's `protocol`: mercure or nchan")
 	fs.StringVar(&b.target.PublisherToken, "token", "", "the publishers' `JWT`")
 	fs.StringVar(&b.target.SubscriberToken, "subscriber-token", "", "the subscribers' `JWT`; none for anonymous subscribers")
 	fs.StringVar(&b.key, "key", "", "an HS256 `secret` to sign a token with, for publishers and subscribers, instead of -token")
-	fs.Var(&b.pids, "pid", "the hub's process `ID`, to report its CPU time and memory; a comma-separated list for a hub of several processes (nginx's workers)")
+	fs.Var(&b.pids, "pid", "the hub's process `ID`, to report its CPU time and memory; a comma-separated list for a hub of several processes (nginx's workers, the nodes of a cluster)")
 	fs.BoolVar(&b.asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&b.quiet, "quiet", false, "no progress lines")
 	fs.DurationVar(&b.timeout, "timeout", 10*time.Minute, "stop the run after this long (a `duration`)")
@@ -96,8 +100,17 @@ func (b *benchFlags) resolve(e *env, fs *flag.FlagSet) (context.Context, context
 	if b.protocol != "mercure" && b.protocol != "nchan" {
 		return nil, nil, usagef("-protocol %q: want mercure or nchan", b.protocol)
 	}
-	if err := loopbackOnly(b.target.URL); err != nil {
-		return nil, nil, err
+	urls := b.urls.urls
+	for _, u := range urls {
+		if err := loopbackOnly(u); err != nil {
+			return nil, nil, err
+		}
+	}
+	b.target.URL, b.target.Nodes = "", nil
+	if len(urls) == 1 {
+		b.target.URL = urls[0]
+	} else {
+		b.target.Nodes = urls
 	}
 	if b.timeout <= 0 || b.timeout > maxBenchDuration {
 		return nil, nil, usagef("-timeout %v: want a positive duration up to %v", b.timeout, maxBenchDuration)
@@ -123,6 +136,14 @@ func (b *benchFlags) progress(e *env) io.Writer {
 		return nil
 	}
 	return e.stderr
+}
+
+// oneHub refuses several -url for a mode that loads one hub.
+func (b *benchFlags) oneHub(mode string) error {
+	if len(b.urls.urls) > 1 {
+		return usagef("-url: %d URLs, and %s loads one hub; fanout and reconnect load the nodes of a cluster", len(b.urls.urls), mode)
+	}
+	return nil
 }
 
 // loopbackOnly refuses a hub that is not on this machine: the tool is a
@@ -177,6 +198,9 @@ func runConns(e *env, args []string) error {
 		return err
 	}
 	defer cancel()
+	if err := bf.oneHub("conns"); err != nil {
+		return err
+	}
 	if cfg.Subscribers < 1 || cfg.Subscribers > maxBenchSubscribers {
 		return usagef("-subscribers %d: want 1 to %d", cfg.Subscribers, maxBenchSubscribers)
 	}
@@ -234,11 +258,16 @@ func runFanout(e *env, args []string, reconnect bool) error {
 	var bf benchFlags
 	bf.register(fs)
 	var cfg bench.ReconnectConfig
+	var cut bench.NodeCut
 	subs, events := 1, 10_000
 	if reconnect {
 		subs, events = 500, 3000
-		fs.DurationVar(&cfg.KillEvery, "kill-every", 20*time.Millisecond, "cut a random subscriber's connection this often (a `duration`)")
+		fs.DurationVar(&cfg.KillEvery, "kill-every", 20*time.Millisecond, "cut a random subscriber's connection this often (a `duration`); 0 for none, with -cut-node")
+		fs.IntVar(&cut.Node, "cut-node", -1, "cut off the node of this `index` (0 for the first -url) at -cut-at: its publishers move to the next node, its process (-cut-pid) is killed, and its subscribers resume on the next node; -1 for none")
+		fs.DurationVar(&cut.At, "cut-at", 5*time.Second, "with -cut-node, when to cut the node, after the first publication (a `duration`)")
+		fs.IntVar(&cut.PID, "cut-pid", 0, "with -cut-node, the node's process `ID`, killed with SIGKILL at the cut; none leaves it running, cut off by the tool alone")
 	}
+	fs.IntVar(&cfg.RedisPID, "redis-pid", 0, "the process `ID` of the Redis server the nodes share, to report its CPU time")
 	fs.IntVar(&cfg.Subscribers, "subscribers", subs, "the `number` of subscribers, spread over the topics")
 	fs.IntVar(&cfg.Topics, "topics", 1, "the `number` of topics")
 	fs.IntVar(&cfg.Events, "events", events, "the `number` of events to publish")
@@ -258,8 +287,19 @@ func runFanout(e *env, args []string, reconnect bool) error {
 		return usagef("-subscribers %d: at most %d", cfg.Subscribers, maxBenchSubscribers)
 	case cfg.Events > maxBenchEvents:
 		return usagef("-events %d: at most %d", cfg.Events, maxBenchEvents)
-	case reconnect && cfg.KillEvery <= 0:
-		return usagef("-kill-every %v: want a positive duration", cfg.KillEvery)
+	case reconnect && (cfg.KillEvery < 0 || cfg.KillEvery == 0 && cut.Node < 0):
+		return usagef("-kill-every %v: want a positive duration, or 0 with -cut-node", cfg.KillEvery)
+	case reconnect && cut.Node >= len(bf.urls.urls):
+		return usagef("-cut-node %d: want the index of one of the %d -url, or -1", cut.Node, len(bf.urls.urls))
+	case reconnect && cut.Node >= 0 && len(bf.urls.urls) < 2:
+		return usagef("-cut-node: a node cut needs a cluster, two -url or more")
+	case reconnect && cut.Node < 0 && cut.PID != 0:
+		return usagef("-cut-pid without -cut-node")
+	case cfg.RedisPID < 0:
+		return usagef("-redis-pid %d: want a process ID", cfg.RedisPID)
+	}
+	if reconnect && cut.Node >= 0 {
+		cfg.CutNode = &cut
 	}
 	cfg.Target, cfg.PIDs, cfg.Progress = bf.target, bf.pids, bf.progress(e)
 	var res *bench.FanoutResult
@@ -277,6 +317,9 @@ func runFanout(e *env, args []string, reconnect bool) error {
 	if res.Missing != 0 || res.Duplicated != 0 || res.OutOfOrder != 0 || res.PublishErrors != 0 {
 		return errors.New("verification failed: events were lost, duplicated, reordered or refused")
 	}
+	if c := res.NodeCut; c != nil && (c.KillError != "" || c.Resumed < c.Subscribers) {
+		return errors.New("the node cut failed: its process was not killed, or not all of its subscribers resumed elsewhere")
+	}
 	return nil
 }
 
@@ -286,22 +329,40 @@ func printFanout(w io.Writer, mode string, r *bench.FanoutResult) {
 	if r.Rate > 0 {
 		pace = fmt.Sprintf("%g events/s", r.Rate)
 	}
-	fmt.Fprintf(&b, "%s: %d subscribers over %d topics, %d events from %d publishers (%s)\n",
+	fmt.Fprintf(&b, "%s: %d subscribers over %d topics, %d events from %d publishers (%s)",
 		mode, r.Subscribers, r.Topics, r.Events, r.Publishers, pace)
+	if r.Nodes > 1 {
+		fmt.Fprintf(&b, ", over %d nodes", r.Nodes)
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "  published   %d in %.2fs: %.0f/s acknowledged, %d errors; POST latency %s\n",
 		r.Published, r.PublishSeconds, r.PublishRate, r.PublishErrors, latency(r.PostLatency))
 	fmt.Fprintf(&b, "  delivered   %d of %d in %.2fs: %.0f/s; latency %s\n",
 		r.Delivered, r.Expected, r.DeliverySeconds, r.DeliveryRate, latency(r.DeliveryLatency))
 	fmt.Fprintf(&b, "  checked     %d missing, %d duplicated, %d out of order, %d subscribers incomplete, %d connections lost\n",
 		r.Missing, r.Duplicated, r.OutOfOrder, r.Incomplete, r.SubscriberFailures)
-	if r.ReconnectLatency != nil {
+	if r.ReconnectLatency != nil && r.KillEvery > 0 {
 		fmt.Fprintf(&b, "  reconnected %d of %d cut (every %gms), %d failed attempts; reconnect %s\n",
 			r.Reconnects, r.Kills, r.KillEvery*1000, r.ReconnectFailures, latency(*r.ReconnectLatency))
 		fmt.Fprintf(&b, "  caught up   %s\n", latency(*r.CatchUpLatency))
 	}
+	if c := r.NodeCut; c != nil {
+		how := "cut off"
+		if c.Killed {
+			how = "killed"
+		} else if c.KillError != "" {
+			how = "cut off (" + c.KillError + ")"
+		}
+		fmt.Fprintf(&b, "  node %d     %s at %.2fs: %d of its %d subscribers resumed on other nodes; resume %s\n",
+			c.Node, how, c.AtSeconds, c.Resumed, c.Subscribers, latency(c.ResumeLatency))
+		fmt.Fprintf(&b, "  caught up   %s\n", latency(c.CatchUpLatency))
+	}
 	if r.HubRSSBytes != 0 {
 		fmt.Fprintf(&b, "  hub         CPU %.2fs (%.2fs per million deliveries), RSS %.1f MiB\n",
 			r.HubCPUSeconds, r.HubCPUPerMillion, float64(r.HubRSSBytes)/(1<<20))
+	}
+	if r.RedisPID != 0 {
+		fmt.Fprintf(&b, "  Redis       CPU %.2fs (%.2fs per million deliveries)\n", r.RedisCPUSeconds, r.RedisCPUPerMillion)
 	}
 	fmt.Fprintf(&b, "  this tool   CPU %.2fs (%.2fs per million deliveries); connecting took %.2fs\n",
 		r.ToolCPUSeconds, r.ToolCPUPerMillion, r.ConnectSeconds)
@@ -333,6 +394,9 @@ func runSlow(e *env, args []string) error {
 		return err
 	}
 	defer cancel()
+	if err := bf.oneHub("slow"); err != nil {
+		return err
+	}
 	cfg.Volume = int64(volume)
 	switch {
 	case cfg.Slow < 0 || cfg.Fast < 1 || cfg.Others < 0 || cfg.Slow+cfg.Fast+cfg.Others > maxBenchSubscribers:
@@ -411,6 +475,28 @@ func (s *sizeFlag) Set(v string) error {
 
 func latency(s bench.Summary) string {
 	return fmt.Sprintf("p50 %.2fms, p90 %.2fms, p99 %.2fms, max %.2fms", s.P50, s.P90, s.P99, s.Max)
+}
+
+// urlsFlag is one URL or several, given as a comma-separated list or by
+// repeating the flag. The first one given replaces the default.
+type urlsFlag struct {
+	urls  []string
+	given bool // the default has been replaced
+}
+
+func (u *urlsFlag) String() string { return strings.Join(u.urls, ",") }
+
+func (u *urlsFlag) Set(v string) error {
+	if !u.given {
+		u.urls, u.given = nil, true
+	}
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			return fmt.Errorf("%q: an empty URL", v)
+		}
+		u.urls = append(u.urls, f)
+	}
+	return nil
 }
 
 // pidsFlag is a comma-separated list of process IDs.

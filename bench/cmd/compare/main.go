@@ -21,9 +21,18 @@
 // delivery and nothing else: the least a hub that writes each event to each
 // subscriber can spend. The tables give herald's ratios to the best peer and to the
 // floor, and the floor's to the best peer.
+//
+// The cluster suites run herald on Redis (herald serve -redis): herald-redis
+// is one node, herald-redisN N nodes, each its own process on its own port,
+// all on one database of the Redis server at -redis-addr (-redis-db, 15 by
+// default), which the runner empties (FLUSHDB) before each run. The load
+// tool spreads its subscribers and publishers over the nodes and reads the
+// Redis server's CPU time from /proc, with the process ID the server gives
+// in INFO.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -50,18 +59,36 @@ const key = "a benchmark key, the same for every hub"
 // A hub is a server under test.
 type hub struct {
 	name string
-	// start returns the command that runs the hub on the port, with its
-	// files in dir.
+	// start returns the command that runs the hub (a node of it) on the
+	// port, with its files in dir.
 	start func(dir string, port int) *exec.Cmd
-	// target gives the load tool the hub's address and protocol.
-	target func(port int) []string
-	// pids lists the processes whose CPU time and memory are the hub's.
+	// nodes is the number of processes that make up a cluster, each
+	// started with start on its own port; 0 means one.
+	nodes int
+	// target gives the load tool the hub's address (its nodes', in turn)
+	// and protocol.
+	target func(ports []int) []string
+	// pids lists the processes whose CPU time and memory are the hub's,
+	// those of the node that cmd runs.
 	pids func(cmd *exec.Cmd) ([]int, error)
 	// bin and extra are a herald hub's binary, and the flags it adds to
 	// the common ones.
 	bin   string
 	extra []string
+	// redis is the Redis server of a herald on Redis; nil for none.
+	redis *redisServer
 }
+
+// redisServer is the Redis server that herald-redis hubs share: the
+// database they use, which each run empties first, and the server's
+// process, whose CPU time the load tool reads.
+type redisServer struct {
+	addr string
+	db   int
+	pid  int
+}
+
+func (r *redisServer) url() string { return fmt.Sprintf("redis://%s/%d", r.addr, r.db) }
 
 // A scenario is one "herald bench" run.
 type scenario struct {
@@ -81,6 +108,11 @@ type metric struct {
 }
 
 func (m metric) value(run map[string]any) (float64, bool) {
+	// Redis's figures are measured only for a hub on Redis: elsewhere
+	// they are missing, not zero.
+	if len(m.path) > 0 && strings.HasPrefix(m.path[0], "redis_") && run["redis_pid"] == nil {
+		return 0, false
+	}
 	var v any = run
 	for _, p := range m.path {
 		obj, ok := v.(map[string]any)
@@ -153,6 +185,35 @@ var (
 		{"kernel queue peak", []string{"slow_queued_peak_bytes"}, 1.0 / (1 << 20), "%.0f MiB", false},
 		{"hub CPU s", []string{"hub_cpu_seconds"}, 0, "%.2f", false},
 	}
+	clusterMetrics = []metric{
+		{"deliveries/s", []string{"delivery_rate"}, 0, "%.0f", true},
+		{"publications/s", []string{"publish_rate"}, 0, "%.0f", true},
+		{"delivery p50", []string{"delivery_latency", "p50_ms"}, 0, "%.1f ms", false},
+		{"delivery p99", []string{"delivery_latency", "p99_ms"}, 0, "%.1f ms", false},
+		{"hub CPU s per million deliveries", []string{"hub_cpu_seconds_per_million_deliveries"}, 0, "%.2f", false},
+		{"Redis CPU s per million deliveries", []string{"redis_cpu_seconds_per_million_deliveries"}, 0, "%.2f", false},
+		{"Redis CPU s", []string{"redis_cpu_seconds"}, 0, "%.2f", false},
+		{"hub RSS", []string{"hub_rss_bytes"}, 1.0 / (1 << 20), "%.0f MiB", false},
+	}
+	clusterPublishMetrics = []metric{
+		{"acknowledged/s", []string{"publish_rate"}, 0, "%.0f", true},
+		{"POST p50", []string{"post_latency", "p50_ms"}, 0, "%.2f ms", false},
+		{"POST p99", []string{"post_latency", "p99_ms"}, 0, "%.2f ms", false},
+		{"delivery p99", []string{"delivery_latency", "p99_ms"}, 0, "%.2f ms", false},
+		{"hub CPU per event", []string{"hub_cpu_seconds_per_million_deliveries"}, 0, "%.0f µs", false},
+		{"Redis CPU per event", []string{"redis_cpu_seconds_per_million_deliveries"}, 0, "%.0f µs", false},
+	}
+	nodeKillMetrics = []metric{
+		{"lost", []string{"missing"}, 0, "%.0f", false},
+		{"duplicated", []string{"duplicated"}, 0, "%.0f", false},
+		{"subscribers of the killed node", []string{"node_cut", "subscribers"}, 0, "%.0f", true},
+		{"resumed elsewhere", []string{"node_cut", "resumed"}, 0, "%.0f", true},
+		{"resume p50", []string{"node_cut", "resume_latency", "p50_ms"}, 0, "%.1f ms", false},
+		{"resume p99", []string{"node_cut", "resume_latency", "p99_ms"}, 0, "%.1f ms", false},
+		{"catch-up p99", []string{"node_cut", "catch_up_latency", "p99_ms"}, 0, "%.1f ms", false},
+		{"delivery p99", []string{"delivery_latency", "p99_ms"}, 0, "%.1f ms", false},
+		{"Redis CPU s", []string{"redis_cpu_seconds"}, 0, "%.2f", false},
+	}
 	sweepMetrics = []metric{
 		{"hub CPU s per million deliveries", []string{"hub_cpu_seconds_per_million_deliveries"}, 0, "%.2f", false},
 		{"hub CPU s", []string{"hub_cpu_seconds"}, 0, "%.2f", false},
@@ -214,6 +275,21 @@ var suites = map[string]suite{
 	}, false},
 	// How cost grows with subscribers and with topics.
 	"scale": {"herald,nchan,mercure", sweeps(), true},
+	// One node on its embedded store beside one, two and three nodes on
+	// Redis, under the same load: what the cluster costs and gives.
+	"cluster": {"herald,herald-redis,herald-redis2,herald-redis3", []scenario{
+		{name: "1 publisher", args: []string{"fanout", "-subscribers", "1", "-publishers", "1", "-events", "8000"}, metrics: clusterPublishMetrics},
+		{name: "16 publishers", args: []string{"fanout", "-subscribers", "1", "-publishers", "16", "-events", "40000"}, metrics: clusterPublishMetrics},
+		{name: "saturating: 1,000 subscribers, 2,000 events, 4 publishers", args: []string{"fanout", "-subscribers", "1000", "-events", "2000", "-publishers", "4"}, metrics: clusterMetrics},
+		{name: "paced: 100 events/s to 1,000 subscribers, 15 s", args: []string{"fanout", "-subscribers", "1000", "-events", "1500", "-rate", "100"}, metrics: clusterMetrics},
+	}, false},
+	// A node killed (SIGKILL) in the middle of a run: every subscriber it
+	// held resumes on the next node with Last-Event-ID. Then random cuts,
+	// each subscriber resuming on another node than its own.
+	"cluster-kill": {"herald-redis2,herald-redis3", []scenario{
+		{name: "node 1 killed at 5 s: 2,000 subscribers, 3,000 events at 200/s", args: []string{"reconnect", "-subscribers", "2000", "-events", "3000", "-rate", "200", "-kill-every", "0", "-cut-node", "1", "-cut-at", "5s"}, metrics: nodeKillMetrics},
+		{name: "reconnect storm across nodes: 500 subscribers, one cut every 20 ms, 3,000 events at 200/s", args: []string{"reconnect", "-subscribers", "500", "-events", "3000", "-rate", "200", "-kill-every", "20ms"}, metrics: reconnectMetrics},
+	}, false},
 }
 
 func sweeps() []scenario {
@@ -232,7 +308,9 @@ func sweeps() []scenario {
 func main() {
 	suiteFlag := flag.String("suite", "publish", "the scenarios to run: "+strings.Join(sortedKeys(suites), ", "))
 	rounds := flag.Int("rounds", 3, "rounds; each runs every scenario on every hub")
-	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan, floor (cmd/fanfloor: one write per delivery and nothing else), herald at another commit as herald@REV (e.g. herald@d9e327c, for a before and after), or herald with other flags as herald+flag=value, e.g. herald+batch-interval=20ms or herald@d9e327c+store=memory (default: the suite's)")
+	hubsFlag := flag.String("hubs", "", "the hubs, in order, the first the one others are compared with: herald, herald-bolt, herald-memory, mercure, nchan, floor (cmd/fanfloor: one write per delivery and nothing else), herald-redis (one node on Redis) and herald-redisN (N nodes, 2 to 9, on one Redis), herald at another commit as herald@REV (e.g. herald@d9e327c, for a before and after), or herald with other flags as herald+flag=value, e.g. herald+batch-interval=20ms, herald@d9e327c+store=memory or herald-redis3+batch-interval=20ms (default: the suite's)")
+	redisAddr := flag.String("redis-addr", "127.0.0.1:6379", "the Redis server of the herald-redis hubs (host:port), on this machine")
+	redisDB := flag.Int("redis-db", 15, "the Redis database the herald-redis hubs use, emptied (FLUSHDB) before each run")
 	out := flag.String("out", "results", "the directory for the raw results and charts")
 	write := flag.String("write", "", "a Markdown file whose <!-- peers:SUITE --> block the tables replace, e.g. ../BENCHMARKS.md")
 	chartPath := flag.String("chart", "", "where a suite with a chart writes it (default: in -out, named after the time)")
@@ -253,10 +331,10 @@ func main() {
 	build(herald, "..", "./cmd/herald")
 	commit := heraldCommit()
 	all := map[string]hub{
-		"herald":        heraldHub("herald", herald),
-		"herald-bolt":   heraldHub("herald-bolt", herald, "-store", "bolt"),
-		"herald-memory": heraldHub("herald-memory", herald, "-store", "memory"),
-		"herald-h2c":    heraldHub("herald-h2c", herald, "-h2c"),
+		"herald":        heraldHub("herald", herald, 1, nil),
+		"herald-bolt":   heraldHub("herald-bolt", herald, 1, nil, "-store", "bolt"),
+		"herald-memory": heraldHub("herald-memory", herald, 1, nil, "-store", "memory"),
+		"herald-h2c":    heraldHub("herald-h2c", herald, 1, nil, "-h2c"),
 	}
 	if slices.Contains(names, "mercure") {
 		mercure := filepath.Join(work, "mercure")
@@ -266,7 +344,7 @@ func main() {
 	if slices.Contains(names, "floor") {
 		floor := filepath.Join(work, "fanfloor")
 		build(floor, ".", "./cmd/fanfloor")
-		all["floor"] = hub{name: "floor", target: mercureURL, pids: ownPID, start: func(dir string, port int) *exec.Cmd {
+		all["floor"] = hub{name: "floor", target: mercureURLs, pids: ownPID, start: func(dir string, port int) *exec.Cmd {
 			return exec.Command(floor, "-addr", fmt.Sprint("127.0.0.1:", port))
 		}}
 	}
@@ -277,24 +355,12 @@ func main() {
 		}
 		all["nchan"] = h
 	}
-	for _, name := range names {
-		// herald@REV: herald as it was at a commit, built from git.
-		base, _, _ := strings.Cut(name, "+")
-		if rev, ok := strings.CutPrefix(base, "herald@"); ok && all[base].start == nil {
-			all[base] = heraldHub(base, buildAt(work, rev))
-		}
-		// herald+flag=value[+flag=value…]: herald with other settings.
-		if base, settings, ok := strings.Cut(name, "+"); ok && all[base].start != nil && strings.HasPrefix(base, "herald") {
-			extra := slices.Clone(all[base].extra)
-			for _, kv := range strings.Split(settings, "+") {
-				k, v, _ := strings.Cut(kv, "=")
-				extra = append(extra, "-"+k, v)
-			}
-			all[name] = heraldHub(name, all[base].bin, extra...)
-		}
-		if _, ok := all[name]; !ok {
-			log.Fatalf("no hub %q", name)
-		}
+	redis := &redisServer{addr: *redisAddr, db: *redisDB}
+	if err := resolveHubs(names, all, herald, redis, func(rev string) string { return buildAt(work, rev) }); err != nil {
+		log.Fatal(err)
+	}
+	if err := checkRedis(names, all, commit); err != nil {
+		log.Fatal(err)
 	}
 
 	if err := os.MkdirAll(*out, 0o755); err != nil {
@@ -352,6 +418,170 @@ func main() {
 		}
 		log.Printf("tables written to %s", *write)
 	}
+}
+
+// resolveHubs adds to all the hubs that names name and all does not hold
+// yet: herald@REV (herald built at a commit, with buildAt),
+// herald-redis and herald-redisN (on redis, one node or N), and any herald
+// hub followed by +flag=value settings.
+func resolveHubs(names []string, all map[string]hub, herald string, redis *redisServer, buildAt func(rev string) string) error {
+	for _, name := range names {
+		base, settings, hasSettings := strings.Cut(name, "+")
+		if _, ok := all[base]; !ok {
+			if rev, ok := strings.CutPrefix(base, "herald@"); ok && rev != "" {
+				all[base] = heraldHub(base, buildAt(rev), 1, nil)
+			} else if n, ok := strings.CutPrefix(base, "herald-redis"); ok {
+				nodes := 1
+				if n != "" {
+					var err error
+					if nodes, err = strconv.Atoi(n); err != nil || nodes < 1 || nodes > 9 || n[0] == '0' {
+						return fmt.Errorf("no hub %q: herald-redis is one node on Redis, herald-redis2 to herald-redis9 that many", name)
+					}
+				}
+				all[base] = heraldHub(base, herald, nodes, redis)
+			}
+		}
+		// herald…+flag=value[+flag=value…]: herald with other settings.
+		if h, ok := all[base]; ok && hasSettings && h.bin != "" {
+			extra := slices.Clone(h.extra)
+			for _, kv := range strings.Split(settings, "+") {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("hub %q: %q is not flag=value", name, kv)
+				}
+				extra = append(extra, "-"+k, v)
+			}
+			all[name] = heraldHub(name, h.bin, h.nodes, h.redis, extra...)
+		}
+		if _, ok := all[name]; !ok {
+			return fmt.Errorf("no hub %q", name)
+		}
+	}
+	return nil
+}
+
+// checkRedis makes sure that the hubs on Redis can run: their herald has
+// the -redis flag, and the Redis server answers, on this machine, whose
+// process it finds.
+func checkRedis(names []string, all map[string]hub, commit string) error {
+	var redis *redisServer
+	for _, name := range names {
+		h := all[name]
+		if h.redis == nil {
+			continue
+		}
+		redis = h.redis
+		out, _ := exec.Command(h.bin, "serve", "-h").CombinedOutput()
+		if !hasFlag(string(out), "redis") {
+			return fmt.Errorf("%s: this herald (%s) has no -redis flag: its Redis store is not in it yet; run a herald that has it, or leave the herald-redis hubs out", name, commit)
+		}
+	}
+	if redis == nil {
+		return nil
+	}
+	info, err := redisDo(redis.addr, []string{"INFO", "server"})
+	if err != nil {
+		return fmt.Errorf("the herald-redis hubs need the Redis server at %s (-redis-addr): %w", redis.addr, err)
+	}
+	pid, ok := infoField(info[0], "process_id")
+	if n, err := strconv.Atoi(pid); ok && err == nil {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", n)); err == nil {
+			redis.pid = n
+		}
+	}
+	if redis.pid == 0 {
+		return fmt.Errorf("the Redis server at %s says its process is %q, which is not one of this machine's: its CPU time cannot be read", redis.addr, pid)
+	}
+	return nil
+}
+
+// hasFlag reports whether a flag package's usage text lists -name.
+func hasFlag(usage, name string) bool {
+	for _, line := range strings.Split(usage, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "-"+name {
+			return true
+		}
+	}
+	return false
+}
+
+// redisDo sends commands to the Redis server at addr on one connection and
+// returns their replies: a status, an integer or a bulk string, as text.
+// An error reply is an error.
+func redisDo(addr string, cmds ...[]string) ([]string, error) {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	var req bytes.Buffer
+	for _, args := range cmds {
+		fmt.Fprintf(&req, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(a), a)
+		}
+	}
+	if _, err := conn.Write(req.Bytes()); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReader(conn)
+	replies := make([]string, len(cmds))
+	for i, args := range cmds {
+		if replies[i], err = readReply(br); err != nil {
+			return nil, fmt.Errorf("redis %s: %w", args[0], err)
+		}
+	}
+	return replies, nil
+}
+
+// readReply reads one reply of the Redis protocol (RESP2) that is not an
+// array.
+func readReply(br *bufio.Reader) (string, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return "", errors.New("an empty reply")
+	}
+	switch line[0] {
+	case '+', ':':
+		return line[1:], nil
+	case '-':
+		return "", errors.New(line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < -1 {
+			return "", fmt.Errorf("a malformed reply %q", line)
+		}
+		if n == -1 {
+			return "", nil
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return "", err
+		}
+		return string(b[:n]), nil
+	}
+	return "", fmt.Errorf("an unexpected reply %q", line)
+}
+
+// infoField returns a field of the text of Redis's INFO.
+func infoField(info, name string) (string, bool) {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// flushRedis empties the database of a herald-redis hub before a run.
+func flushRedis(r *redisServer) error {
+	_, err := redisDo(r.addr, []string{"SELECT", strconv.Itoa(r.db)}, []string{"FLUSHDB"})
+	return err
 }
 
 // relativeTo returns path as a link from the Markdown file doc.
@@ -479,22 +709,34 @@ func buildAt(work, rev string) string {
 	return bin
 }
 
-func mercureURL(port int) []string {
-	return []string{"-url", fmt.Sprintf("http://127.0.0.1:%d/.well-known/mercure", port)}
+// mercureURLs gives the load tool the hub's URL, or its nodes', as one
+// comma-separated -url.
+func mercureURLs(ports []int) []string {
+	urls := make([]string, len(ports))
+	for i, port := range ports {
+		urls[i] = fmt.Sprintf("http://127.0.0.1:%d/.well-known/mercure", port)
+	}
+	return []string{"-url", strings.Join(urls, ",")}
 }
 
 func ownPID(cmd *exec.Cmd) ([]int, error) { return []int{cmd.Process.Pid}, nil }
 
-func heraldHub(name, bin string, extra ...string) hub {
-	return hub{name: name, bin: bin, target: mercureURL, pids: ownPID, extra: extra, start: func(dir string, port int) *exec.Cmd {
-		args := append([]string{"serve", "-addr", fmt.Sprint("127.0.0.1:", port), "-data-dir", dir,
-			"-publisher-jwt-key", key, "-anonymous", "-heartbeat", "15s", "-log-level", "error"}, extra...)
-		return exec.Command(bin, args...)
-	}}
+// heraldHub is herald serve with extra flags: nodes processes of it, on
+// Redis when redis is set, else one on its embedded store.
+func heraldHub(name, bin string, nodes int, redis *redisServer, extra ...string) hub {
+	return hub{name: name, bin: bin, nodes: nodes, redis: redis, target: mercureURLs, pids: ownPID, extra: extra,
+		start: func(dir string, port int) *exec.Cmd {
+			args := []string{"serve", "-addr", fmt.Sprint("127.0.0.1:", port), "-data-dir", dir,
+				"-publisher-jwt-key", key, "-anonymous", "-heartbeat", "15s", "-log-level", "error"}
+			if redis != nil {
+				args = append(args, "-redis", redis.url())
+			}
+			return exec.Command(bin, append(args, extra...)...)
+		}}
 }
 
 func mercureHub(bin string) hub {
-	return hub{name: "mercure", target: mercureURL, pids: ownPID, start: func(dir string, port int) *exec.Cmd {
+	return hub{name: "mercure", target: mercureURLs, pids: ownPID, start: func(dir string, port int) *exec.Cmd {
 		caddyfile := fmt.Sprintf(`{
 	auto_https off
 	admin off
@@ -541,8 +783,8 @@ func nchanHub() (hub, error) {
 	}
 	return hub{
 		name: "nchan",
-		target: func(port int) []string {
-			return []string{"-protocol", "nchan", "-url", fmt.Sprintf("http://127.0.0.1:%d", port)}
+		target: func(ports []int) []string {
+			return []string{"-protocol", "nchan", "-url", fmt.Sprintf("http://127.0.0.1:%d", ports[0])}
 		},
 		pids: nginxWorkers,
 		start: func(dir string, port int) *exec.Cmd {
@@ -610,54 +852,49 @@ func nginxWorkers(cmd *exec.Cmd) ([]int, error) {
 	return nil, errors.New("nginx started no workers")
 }
 
-// run starts the hub fresh, runs the scenario against it, and stops it.
+// run starts the hub fresh (each node of it), runs the scenario against
+// it, and stops it.
 func run(herald string, h hub, sc scenario, dir string) (map[string]any, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	cmd := h.start(dir, port)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	// A process group of its own, to stop nginx's workers with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	}()
-	if err := waitPort(port, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("%w; its output: %s", err, logs.String())
-	}
-	if h.bin != "" {
-		// herald listens before its history is open, and answers 503
-		// until then: the run starts once it is ready.
-		if err := waitReady(port, 30*time.Second); err != nil {
-			return nil, fmt.Errorf("%w; its output: %s", err, logs.String())
+	if h.redis != nil {
+		if err := flushRedis(h.redis); err != nil {
+			return nil, fmt.Errorf("emptying Redis database %d: %w", h.redis.db, err)
 		}
 	}
-	pids, err := h.pids(cmd)
-	if err != nil {
-		return nil, err
+	var ports []int
+	var nodePIDs [][]int // per node
+	for i := range max(h.nodes, 1) {
+		port, pids, stop, err := startNode(h, filepath.Join(dir, fmt.Sprint("node", i)), ports)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		ports, nodePIDs = append(ports, port), append(nodePIDs, pids)
 	}
 	var list []string
-	for _, p := range pids {
-		list = append(list, strconv.Itoa(p))
+	for _, pids := range nodePIDs {
+		for _, p := range pids {
+			list = append(list, strconv.Itoa(p))
+		}
 	}
-	args := append(append(append([]string{"bench"}, sc.args...), h.target(port)...),
+	args := append(append(append([]string{"bench"}, sc.args...), h.target(ports)...),
 		"-key", key, "-pid", strings.Join(list, ","), "-json", "-quiet")
+	if h.redis != nil {
+		args = append(args, "-redis-pid", strconv.Itoa(h.redis.pid))
+	}
+	// A node cut kills the node's process.
+	if i, ok := cutNode(sc.args); ok && i < len(nodePIDs) {
+		args = append(args, "-cut-pid", strconv.Itoa(nodePIDs[i][0]))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	b := exec.CommandContext(ctx, herald, args...)
 	b.Stdout, b.Stderr = &stdout, &stderr
-	err = b.Run()
+	err := b.Run()
 	var res map[string]any
 	if jerr := json.Unmarshal(stdout.Bytes(), &res); jerr != nil {
 		return nil, fmt.Errorf("bench: %v, %v: %s", err, jerr, lastLines(stderr.String(), 5))
@@ -667,6 +904,63 @@ func run(herald string, h hub, sc scenario, dir string) (map[string]any, error) 
 		res["stderr"] = lastLines(stderr.String(), 5)
 	}
 	return res, nil
+}
+
+// startNode starts one process of the hub on a free port (none of taken),
+// with its files in dir, and waits until it is ready. It returns the port,
+// the processes whose CPU time and memory are the node's, and a function
+// that kills them, which the caller calls once the run is over.
+func startNode(h hub, dir string, taken []int) (port int, pids []int, stop func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, nil, nil, err
+	}
+	for {
+		if port, err = freePort(); err != nil {
+			return 0, nil, nil, err
+		}
+		if !slices.Contains(taken, port) {
+			break
+		}
+	}
+	cmd := h.start(dir, port)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// A process group of its own, to stop nginx's workers with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, nil, err
+	}
+	stop = func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	}
+	if err := waitPort(port, 30*time.Second); err != nil {
+		stop()
+		return 0, nil, nil, fmt.Errorf("%w; its output: %s", err, logs.String())
+	}
+	if h.bin != "" {
+		// herald listens before its history is open, and answers 503
+		// until then: the run starts once it is ready.
+		if err := waitReady(port, 30*time.Second); err != nil {
+			stop()
+			return 0, nil, nil, fmt.Errorf("%w; its output: %s", err, logs.String())
+		}
+	}
+	if pids, err = h.pids(cmd); err != nil {
+		stop()
+		return 0, nil, nil, err
+	}
+	return port, pids, stop, nil
+}
+
+// cutNode returns the node that a scenario's -cut-node names.
+func cutNode(args []string) (int, bool) {
+	i := slices.Index(args, "-cut-node")
+	if i < 0 || i+1 >= len(args) {
+		return 0, false
+	}
+	n, err := strconv.Atoi(args[i+1])
+	return n, err == nil && n >= 0
 }
 
 func lastLines(s string, n int) string {
@@ -783,7 +1077,9 @@ func report(w io.Writer, scenarios []scenario, names []string, results map[strin
 				peers = append(peers, name)
 			}
 		}
-		ratioRow(w, sc, results, names[0], "best peer", peers)
+		if len(peers) > 0 {
+			ratioRow(w, sc, results, names[0], "best peer", peers)
+		}
 		if slices.Contains(names, "floor") {
 			ratioRow(w, sc, results, "floor", "best peer", peers)
 			ratioRow(w, sc, results, names[0], "floor", []string{"floor"})

@@ -130,6 +130,7 @@ type Log struct {
 var (
 	_ hub.Log           = (*Log)(nil)
 	_ hub.HealthChecker = (*Log)(nil)
+	_ hub.RecentReader  = (*Log)(nil)
 )
 
 type appendReq struct {
@@ -503,6 +504,16 @@ func (l *Log) Read(ctx context.Context, from uint64, limit int) ([]*hub.Event, e
 		return err
 	})
 	return evs, err
+}
+
+// ReadRecent implements hub.RecentReader: it answers from the window, the
+// last TailSize events, and reports false for older ones, which Read takes
+// from the backend.
+func (l *Log) ReadRecent(from uint64, limit int) ([]*hub.Event, bool) {
+	if l.w.Closed() {
+		return nil, false
+	}
+	return l.w.Read(from, limit)
 }
 
 // Lookup implements hub.Log.
