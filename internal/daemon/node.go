@@ -48,6 +48,10 @@ func (p *Plan) Open() (*Node, error) {
 	}
 	hc := p.Hub
 	hc.Log = history
+	if rs, ok := history.(*redisstore.Store); ok && hc.Subscriptions {
+		// A cluster's subscriptions API lists every node's subscribers.
+		hc.Presence = rs.NewPresence(redisstore.PresenceConfig{})
+	}
 	h, err := hub.New(hc)
 	if err != nil {
 		_ = history.Close()

@@ -159,15 +159,17 @@ type Store struct {
 	issued  uint64     // one past the last position an append got
 	pending map[uint64]*hub.Event
 
-	failure atomic.Pointer[error] // the last command's failure; nil: it worked
-	closed  atomic.Bool
-	stop    context.CancelFunc
-	done    chan struct{}
+	failure  atomic.Pointer[error] // the last command's failure; nil: it worked
+	presence *Presence             // made by NewPresence, closed by Close
+	closed   atomic.Bool
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 var (
 	_ hub.Log           = (*Store)(nil)
 	_ hub.HealthChecker = (*Store)(nil)
+	_ hub.RecentReader  = (*Store)(nil)
 )
 
 // Open connects to Redis, creates the history's epoch if it has none, and
@@ -475,6 +477,15 @@ func (s *Store) readBack(ctx context.Context, last uint64) error {
 	return s.failed(ctx, "reading back an append", err)
 }
 
+// ReadRecent implements hub.RecentReader: it answers from the window, and
+// reports false for older events, which Read takes from Redis.
+func (s *Store) ReadRecent(from uint64, limit int) ([]*hub.Event, bool) {
+	if s.closed.Load() {
+		return nil, false
+	}
+	return s.w.Read(from, limit)
+}
+
 // Read implements hub.Log.
 func (s *Store) Read(ctx context.Context, from uint64, limit int) ([]*hub.Event, error) {
 	if s.closed.Load() {
@@ -641,11 +652,18 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.mu.Lock()
+	presence := s.presence
+	s.mu.Unlock()
+	var perr error
+	if presence != nil {
+		perr = presence.Close()
+	}
 	s.stop()
 	s.w.Close()
 	// Closing the reader's client ends its blocking XREAD at once, where
 	// the context alone would wait for the block to time out.
 	err := s.reader.Close()
 	<-s.done
-	return errors.Join(err, s.rdb.Close())
+	return errors.Join(perr, err, s.rdb.Close())
 }
