@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/store/boltstore"
 	"github.com/herald-sse/herald/store/pebblestore"
+	"github.com/herald-sse/herald/store/redisstore"
 )
 
 // Config is everything "herald serve" can be told.
@@ -57,6 +59,12 @@ type Config struct {
 
 	Store   string
 	DataDir string
+	// Redis, when set, is the URL of the Redis server whose stream holds
+	// the history (cluster mode): Store and DataDir are then unused.
+	Redis string
+	// RedisPrefix names the history's keys in Redis; the nodes of one
+	// deployment share it, and deployments sharing a server differ.
+	RedisPrefix string
 	// HistorySize zero means the store's default, DefaultHistorySize.
 	HistorySize   int
 	HistoryMaxAge time.Duration
@@ -144,6 +152,8 @@ func (c *Config) options() []option {
 		{"dispatch-timeout", env("DISPATCH_TIMEOUT"), "how long (a `duration`) one write to a subscriber may take", (*durationValue)(&c.DispatchTimeout)},
 		{"shutdown-timeout", env("SHUTDOWN_TIMEOUT"), "how long (a `duration`) a graceful shutdown may take before connections are cut", (*durationValue)(&c.ShutdownTimeout)},
 		{"store", env("STORE"), "where the history is kept (the `store`): pebble or bolt (on disk, in -data-dir), or memory", (*strValue)(&c.Store)},
+		{"redis", env("REDIS"), "keep the history in Redis, shared by every node that names the same server: its `URL`, redis://[user:password@]host:port[/db] or rediss:// (TLS); Cluster and Sentinel as in docs/config.md; overrides -store", (*secretValue)(&c.Redis)},
+		{"redis-prefix", env("REDIS_PREFIX"), "the `prefix` of the history's keys in Redis ({prefix}:log and so on): the same on every node of a deployment", (*strValue)(&c.RedisPrefix)},
 		{"data-dir", env("DATA_DIR"), "the `directory` of the history (stores pebble and bolt)", (*strValue)(&c.DataDir)},
 		{"history-size", env("HISTORY_SIZE"), "the `number` of events the history retains; 0 for the store's default (on disk 1000000, memory 10000)", (*intValue)(&c.HistorySize)},
 		{"history-max-age", env("HISTORY_MAX_AGE"), "drop events older than this `duration` from the history; 0 for no limit", (*durationValue)(&c.HistoryMaxAge)},
@@ -184,6 +194,7 @@ func Default() Config {
 		ShutdownTimeout: 10 * time.Second,
 		Store:           "pebble",
 		DataDir:         "herald-data",
+		RedisPrefix:     redisstore.DefaultPrefix,
 		MaxBodySize:     1 << 20,
 		MaxTopics:       1000,
 
@@ -232,7 +243,15 @@ func (c *Config) Validate() error {
 	if c.HistorySize < 0 {
 		errs = append(errs, bad("history-size", "%d is negative", c.HistorySize))
 	}
-	if c.Store != "memory" && c.DataDir == "" {
+	if c.Redis != "" {
+		if u, err := url.Parse(c.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			errs = append(errs, bad("redis", "%s is not a redis:// or rediss:// URL with a host", redisstore.Redact(c.Redis)))
+		}
+	}
+	if c.Redis != "" && (c.RedisPrefix == "" || strings.ContainsAny(c.RedisPrefix, "{}")) {
+		errs = append(errs, bad("redis-prefix", "%q is empty or holds a brace, which would break the keys' hash tag", c.RedisPrefix))
+	}
+	if c.Store != "memory" && c.DataDir == "" && c.Redis == "" {
 		errs = append(errs, bad("data-dir", "empty, and store %s keeps its files there", c.Store))
 	}
 	if c.MaxBodySize <= 0 {
@@ -266,7 +285,7 @@ func (c *Config) Validate() error {
 	if c.DevTLS && (c.TLSCert != "" || c.TLSKey != "") {
 		errs = append(errs, bad("dev-tls", "and tls-cert/tls-key both choose the certificate: use -dev-tls for local development, -tls-cert and -tls-key otherwise, not both"))
 	}
-	if c.DevTLS && c.Store == "memory" && c.DataDir == "" {
+	if c.DevTLS && (c.Store == "memory" || c.Redis != "") && c.DataDir == "" {
 		errs = append(errs, bad("data-dir", "empty, and dev-tls keeps its certificate there"))
 	}
 	if c.HTTPRedirectAddr != "" {
@@ -379,7 +398,19 @@ func (c *Config) display(name, value string) string {
 		if c.MaxBatchInterval == 0 {
 			return fmt.Sprintf("4 × batch-interval = %v", 4*c.BatchInterval)
 		}
+	case "redis":
+		if value == "" {
+			return "(none: the history is in -store)"
+		}
+		return redisstore.Redact(value)
+	case "store":
+		if c.Redis != "" {
+			return value + " (unused: the history is in Redis)"
+		}
 	case "history-size":
+		if c.HistorySize == 0 && c.Redis != "" {
+			return fmt.Sprintf("%d (redis's default)", redisstore.DefaultSize)
+		}
 		if c.HistorySize == 0 {
 			return fmt.Sprintf("%d (store %s's default)", DefaultHistorySize(c.Store), c.Store)
 		}
@@ -388,11 +419,15 @@ func (c *Config) display(name, value string) string {
 			return "0 (no limit)"
 		}
 	case "data-dir":
-		if c.Store == "memory" {
-			if c.DevTLS {
-				return value + " (dev-tls's certificate only: store memory)"
+		if c.Store == "memory" || c.Redis != "" {
+			why := "store memory"
+			if c.Redis != "" {
+				why = "the history is in Redis"
 			}
-			return value + " (unused: store memory)"
+			if c.DevTLS {
+				return value + " (dev-tls's certificate only: " + why + ")"
+			}
+			return value + " (unused: " + why + ")"
 		}
 	}
 	return value

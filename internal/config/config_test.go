@@ -190,6 +190,8 @@ func TestInvalid(t *testing.T) {
 		{"port neither number nor service", []string{"-addr", ":eighty"}, nil, []string{`addr: port "eighty" is neither a number nor a known service`}},
 		{"empty address", []string{"-addr", ""}, nil, []string{"addr: empty"}},
 		{"pprof address", []string{"-pprof-addr", "6060"}, nil, []string{"pprof-addr: "}},
+		{"redis URL of another scheme", []string{"-redis", "http://u:secret@127.0.0.1:6379"}, nil, []string{"flag -redis: http://u:xxxxx@127.0.0.1:6379 is not a redis:// or rediss:// URL with a host"}},
+		{"redis prefix with a brace", []string{"-redis", "redis://127.0.0.1:6379", "-redis-prefix", "a}b"}, nil, []string{"redis-prefix"}},
 		{"several at once", []string{"-heartbeat", "often", "-addr", "bogus"}, map[string]string{"HERALD_WRITE_TIMEOUT": "1 minute", "MERCURE_EXTRA_DIRECTIVES": "dispatch_timeout 5"},
 			[]string{"flag -heartbeat", "HERALD_WRITE_TIMEOUT", "MERCURE_EXTRA_DIRECTIVES line 1 (dispatch_timeout 5)", "addr: "}},
 	} {
@@ -313,6 +315,11 @@ func TestDisplayedDefaults(t *testing.T) {
 		{[]string{"-publisher-jwt-alg", "ES256"}, "subscriber-jwt-alg", "(the publishers' algorithm, ES256)"},
 		{[]string{"-heartbeat", "0"}, "heartbeat", "0s (none)"},
 		{[]string{"-max-connections", "0"}, "max-connections", "0 (no limit)"},
+		{nil, "redis", "(none: the history is in -store)"},
+		{[]string{"-redis", "redis://user:secret@redis.internal:6379/2"}, "redis", "redis://user:xxxxx@redis.internal:6379/2"},
+		{[]string{"-redis", "redis://127.0.0.1:6379"}, "store", "pebble (unused: the history is in Redis)"},
+		{[]string{"-redis", "redis://127.0.0.1:6379"}, "history-size", "1000000 (redis's default)"},
+		{[]string{"-redis", "redis://127.0.0.1:6379", "-data-dir", ""}, "data-dir", " (unused: the history is in Redis)"},
 	} {
 		l, err := load(t, tc.args, nil)
 		if err != nil {

@@ -1,6 +1,9 @@
 package daemon_test
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +16,7 @@ import (
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/internal/config"
 	"github.com/herald-sse/herald/internal/daemon"
+	"github.com/redis/go-redis/v9"
 )
 
 var discard = slog.New(slog.DiscardHandler)
@@ -224,5 +228,39 @@ func TestOpenUnknownStore(t *testing.T) {
 	}
 	if _, err := plan.Open(); err == nil || err.Error() != `unknown store "paper"` {
 		t.Fatalf("Open of an unknown store: %v", err)
+	}
+}
+
+// With -redis the history is a Redis Stream under the configured prefix,
+// whatever -store says; the data directory is not touched, and Where names
+// the server and the prefix without the password.
+func TestOpenRedis(t *testing.T) {
+	t.Parallel()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := "herald-daemon-test-" + hex.EncodeToString(b[:])
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	t.Cleanup(func() {
+		k := "{" + prefix + "}:"
+		_ = rdb.Del(context.Background(), k+"epoch", k+"last", k+"first", k+"log", k+"ids").Err()
+		_ = rdb.Close()
+	})
+	cfg := config.Default()
+	cfg.PublisherJWTKey = key
+	cfg.Redis, cfg.RedisPrefix = "redis://127.0.0.1:6379/0", prefix
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	n := open(t, cfg)
+	if want := "redis://127.0.0.1:6379/0, prefix " + prefix + " (redis), the last 1000000 events"; n.Where != want {
+		t.Errorf("Where: %q, want %q", n.Where, want)
+	}
+	if _, err := os.Stat(cfg.DataDir); !os.IsNotExist(err) {
+		t.Errorf("a Redis history touched the data directory: %v", err)
+	}
+	id, err := n.Hub.Publish(t.Context(), hub.Update{Topics: []string{"t"}, Data: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos, err := rdb.HGet(t.Context(), "{"+prefix+"}:ids", id).Result(); err != nil || pos != "1" {
+		t.Fatalf("the publication is not in Redis: %q %v", pos, err)
 	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/herald-sse/herald/internal/metrics"
 	"github.com/herald-sse/herald/store/boltstore"
 	"github.com/herald-sse/herald/store/pebblestore"
+	"github.com/herald-sse/herald/store/redisstore"
 	"github.com/herald-sse/herald/web"
 )
 
@@ -46,6 +48,10 @@ func (p *Plan) Open() (*Node, error) {
 	}
 	hc := p.Hub
 	hc.Log = history
+	if rs, ok := history.(*redisstore.Store); ok && hc.Subscriptions {
+		// A cluster's subscriptions API lists every node's subscribers.
+		hc.Presence = rs.NewPresence(redisstore.PresenceConfig{})
+	}
 	h, err := hub.New(hc)
 	if err != nil {
 		_ = history.Close()
@@ -69,7 +75,16 @@ func (p *Plan) Open() (*Node, error) {
 func (n *Node) BeginShutdown() { n.stopping.Store(true) }
 
 // openHistory opens the store the configuration names, and says where it is.
+// A Redis history (cluster mode) takes precedence over the store.
 func openHistory(cfg config.Config, logger *slog.Logger) (hub.Log, string, error) {
+	if cfg.Redis != "" {
+		size := cmp.Or(cfg.HistorySize, redisstore.DefaultSize)
+		l, err := redisstore.Open(context.Background(), redisstore.Config{URL: cfg.Redis, Prefix: cfg.RedisPrefix, Size: size, MaxAge: cfg.HistoryMaxAge, Logger: logger})
+		if err != nil {
+			return nil, "", err
+		}
+		return l, fmt.Sprintf("%s (redis), the last %d events", l.Where(), size), nil
+	}
 	switch cfg.Store {
 	case "memory":
 		size := cmp.Or(cfg.HistorySize, hub.DefaultHistorySize)
