@@ -197,13 +197,7 @@ func TestClusterDelivery(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[i] = s.readUntil("end") }()
 	}
-	for _, s := range subs {
-		select {
-		case <-s.connected:
-		case <-ctx.Done():
-			t.Fatal("a subscriber did not connect")
-		}
-	}
+	waitConnected(t, ctx, subs)
 
 	// Every node's subscriptions API lists every node's subscribers
 	// (within the time presence takes to reach Redis).
@@ -289,13 +283,7 @@ func TestClusterKillNode(t *testing.T) {
 			}
 		}()
 	}
-	for _, s := range subs {
-		select {
-		case <-s.connected:
-		case <-ctx.Done():
-			t.Fatal("a subscriber did not connect")
-		}
-	}
+	waitConnected(t, ctx, subs)
 
 	// Publisher a on node 0, until it dies; publisher b on nodes 1 and 2,
 	// all the while.
@@ -556,13 +544,7 @@ func TestClusterRedisOutage(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[i] = s.readUntil("end") }()
 	}
-	for _, s := range subs {
-		select {
-		case <-s.connected:
-		case <-ctx.Done():
-			t.Fatal("a subscriber did not connect")
-		}
-	}
+	waitConnected(t, ctx, subs)
 	var acked []string
 	pub := func(i int, id string) {
 		publishOn(t, nodes[i%2].base, tok, clusterPub{id: id, topics: []string{topic}})
@@ -665,4 +647,16 @@ func listSubscribers(t *testing.T, base, tok string) map[string]bool {
 		out[s.Subscriber] = true
 	}
 	return out
+}
+
+// waitConnected waits until every subscriber has had its first answer.
+func waitConnected(t *testing.T, ctx context.Context, subs []*clusterSub) {
+	t.Helper()
+	for _, s := range subs {
+		select {
+		case <-s.connected:
+		case <-ctx.Done():
+			t.Fatal("a subscriber did not connect")
+		}
+	}
 }
