@@ -229,6 +229,44 @@ func TestClusterDelivery(t *testing.T) {
 	pubs = append(pubs, end)
 	wg.Wait()
 
+	// A topic ended on one node is ended on every node: a subscriber to it
+	// on another node gets the last event, then 204 on reconnecting, and
+	// so does a new subscription on any node.
+	closed := &clusterSub{topics: []string{base + "closed"}}
+	closed.connect(t, ctx, nodes[2].base, "")
+	closedErr := make(chan error, 1)
+	go func() {
+		if err := closed.readUntil("closed-end"); err != nil {
+			closedErr <- err
+			return
+		}
+		for {
+			_, err := closed.stream.Next()
+			var drop *client.DropError
+			if !errors.As(err, &drop) {
+				closedErr <- err
+				return
+			}
+		}
+	}()
+	waitConnected(t, ctx, []*clusterSub{closed})
+	if status, body := publish(t, nodes[0].base, tok, url.Values{"topic": {base + "closed"}, "id": {"closed-end"}, "data": {"closed-end"}, "end": {"on"}}); status != http.StatusOK {
+		t.Fatalf("ending a topic: %d %s", status, body)
+	}
+	if err := <-closedErr; !errors.Is(err, client.ErrNoContent) {
+		t.Fatalf("a subscriber on another node to a topic ended on node 0: %v after %v", err, closed.got)
+	}
+	for _, n := range nodes {
+		resp, err := http.Get(n.base + hub.Path + "?topic=" + url.QueryEscape(base+"closed"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("a subscription on %s to a topic ended on node 0: %d", n.base, resp.StatusCode)
+		}
+	}
+
 	for i, s := range subs {
 		var want []string
 		for _, p := range pubs {
