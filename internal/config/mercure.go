@@ -344,6 +344,13 @@ func (m *mercure) transportURL(where string, d *directive) {
 		}
 	}
 	slices.SortFunc(params, func(a, b *directive) int { return strings.Compare(a.name, b.name) })
+	if u.Scheme == "redis" || u.Scheme == "rediss" {
+		// The server's URL is herald's -redis; the query holds the
+		// transport's parameters.
+		u.RawQuery = ""
+		m.store(where, d, "redis", u.String(), params)
+		return
+	}
 	m.store(where, d, u.Scheme, u.Host+u.Path, params)
 }
 
@@ -365,7 +372,7 @@ func (m *mercure) transport(d *directive) {
 	var path string
 	var params []*directive
 	for _, sub := range d.block {
-		if sub.name == "path" && len(sub.args) == 1 {
+		if (sub.name == "path" || d.args[0] == "redis" && (sub.name == "url" || sub.name == "address")) && len(sub.args) == 1 {
 			path = sub.args[0]
 			continue
 		}
@@ -416,10 +423,30 @@ func (m *mercure) store(where string, d *directive, name, path string, params []
 		if len(params) > 0 {
 			warn("the local transport takes no parameters: %s ignored", params[0].name)
 		}
+	case "redis":
+		// Mercure's paid edition keeps its history in a Redis stream too;
+		// herald's keys are its own, so the history starts empty.
+		if path == "" {
+			m.transportError(where, d, "the redis transport names no server (url)")
+			return
+		}
+		if !strings.Contains(path, "://") {
+			path = "redis://" + path // an address, host:port
+		}
+		source("redis", path, d.name+" redis")
+		warn("herald keeps a history of its own in Redis, under -redis-prefix (herald by default); it cannot read Mercure's stream: the history starts empty")
+		for _, p := range params {
+			switch {
+			case (p.name == "max_length" || p.name == "size") && len(p.args) == 1 && p.args[0] != "0":
+				source("history-size", p.args[0], d.name+" redis, "+p.name+" "+p.args[0])
+			default:
+				warn("%s: herald has no such setting for its Redis history: ignored", p.name)
+			}
+		}
 	case "":
 		m.transportError(where, d, "no transport named")
 	default:
-		warn("herald has no %s transport: it keeps its history with -store (pebble, bolt or memory), on this node", name)
+		warn("herald has no %s transport: it keeps its history with -store (pebble, bolt or memory) on this node, or in Redis (-redis)", name)
 	}
 }
 
