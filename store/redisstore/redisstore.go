@@ -16,8 +16,10 @@
 // duplicate IDs, numbers the events from the counter (the stream ID of an
 // event is its position, "<pos>-0", so positions are dense), adds them to
 // the stream and the index, trims by length and age, and takes the
-// events' time from the server's clock, one clock for every node. Retries
-// are off: a script whose reply was lost may have run.
+// events' time from the server's clock, one clock for every node. The
+// appends that arrive while a script runs share the next run, each batch
+// all or nothing (group commit). Retries are off: a script whose reply was
+// lost may have run.
 //
 // # Acknowledgement
 //
@@ -161,9 +163,13 @@ type Store struct {
 
 	failure  atomic.Pointer[error] // the last command's failure; nil: it worked
 	presence *Presence             // made by NewPresence, closed by Close
-	closed   atomic.Bool
-	stop     context.CancelFunc
-	done     chan struct{}
+
+	qmu     sync.Mutex   // guards the two below
+	queue   []*appendReq // appends waiting for a script run
+	leading bool         // a script run is under way
+	closed  atomic.Bool
+	stop    context.CancelFunc
+	done    chan struct{}
 }
 
 var (
@@ -367,7 +373,10 @@ func (s *Store) worked() {
 	}
 }
 
-// Append implements hub.Log.
+// Append implements hub.Log. The appends that arrive while a script runs
+// wait, and the first of them then runs one script for all (group commit),
+// as the embedded stores share a sync: concurrent publishers cost Redis one
+// script run per round, not one each.
 func (s *Store) Append(ctx context.Context, evs ...*hub.Event) error {
 	if s.closed.Load() {
 		return hub.ErrClosed
@@ -375,21 +384,21 @@ func (s *Store) Append(ctx context.Context, evs ...*hub.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 4+2*len(evs))
-	args = append(args, "", s.cfg.Size, s.cfg.MaxAge.Microseconds(), trimBudget)
+	r := &appendReq{evs: evs, args: make([]any, 0, 1+2*len(evs)), done: make(chan error, 1)}
+	r.args = append(r.args, len(evs))
 	for _, ev := range evs {
 		// The record's time is not the event's: the script takes the
 		// event's time from the server, and keeps it beside the record.
 		rec := *ev
 		rec.Time = time.Unix(0, 0)
-		args = append(args, ev.ID, record.Append(nil, &rec))
+		r.args = append(r.args, ev.ID, record.Append(nil, &rec))
 	}
 	for attempt := 0; ; attempt++ {
-		last, err := s.append(ctx, args, evs)
+		err := s.commit(ctx, r)
 		var lost *lostError
 		switch {
 		case err == nil:
-			return s.readBack(ctx, last)
+			return s.readBack(ctx, evs[len(evs)-1].Pos)
 		case errors.As(err, &lost) && attempt == 0:
 			if lost.epoch == "" {
 				ep, err := s.renew(ctx)
@@ -399,6 +408,7 @@ func (s *Store) Append(ctx context.Context, evs ...*hub.Event) error {
 				lost.epoch = ep
 			}
 			s.adopt(lost.epoch)
+			r.done = make(chan error, 1)
 		case errors.As(err, &lost):
 			return s.failed(ctx, "appending", err)
 		default:
@@ -407,56 +417,119 @@ func (s *Store) Append(ctx context.Context, evs ...*hub.Event) error {
 	}
 }
 
+// appendReq is an append waiting for a script run.
+type appendReq struct {
+	evs  []*hub.Event
+	args []any      // the script's arguments for the batch: its size, then an ID and a record per event
+	done chan error // its outcome, or errLead: run the next script
+}
+
+// errLead tells a waiting append that it runs the next script.
+var errLead = errors.New("redisstore: lead the next append")
+
+// maxGroup bounds the events of one script run, so that one run does
+// bounded work in Redis and a flood of publishers still gets answers at a
+// steady pace.
+const maxGroup = 1024
+
+// commit queues r and waits for its outcome: it runs the script itself,
+// for every append waiting, when no run is under way, and otherwise waits
+// for its turn, which the run under way hands to the first append queued.
+func (s *Store) commit(ctx context.Context, r *appendReq) error {
+	s.qmu.Lock()
+	s.queue = append(s.queue, r)
+	if s.leading {
+		s.qmu.Unlock()
+		if err := <-r.done; err != errLead {
+			return err
+		}
+		s.qmu.Lock()
+	} else {
+		s.leading = true
+	}
+	n, group := 0, make([]*appendReq, 0, len(s.queue))
+	for len(s.queue) > 0 && (len(group) == 0 || n+len(s.queue[0].evs) <= maxGroup) {
+		group = append(group, s.queue[0])
+		n += len(s.queue[0].evs)
+		s.queue = s.queue[1:]
+	}
+	s.qmu.Unlock()
+	// The run answers every append of the group: none of them waits on
+	// its own publisher's context, which may end meanwhile.
+	s.runGroup(context.WithoutCancel(ctx), group)
+	s.qmu.Lock()
+	if len(s.queue) > 0 {
+		s.queue[0].done <- errLead
+	} else {
+		s.leading = false
+	}
+	s.qmu.Unlock()
+	return <-r.done
+}
+
 // lostError is the script's refusal of a batch for its epoch.
 type lostError struct{ epoch string }
 
 func (e *lostError) Error() string { return "the history's epoch changed to " + strconv.Quote(e.epoch) }
 
-// append runs the script once and records the positions the events got.
-// It returns the position of the last event.
-func (s *Store) append(ctx context.Context, args []any, evs []*hub.Event) (uint64, error) {
+// runGroup runs the script once for the group and sends each append its
+// outcome, having recorded the positions its events got.
+func (s *Store) runGroup(ctx context.Context, group []*appendReq) {
+	answer := func(err error) {
+		for _, r := range group {
+			r.done <- err
+		}
+	}
 	s.epochMu.RLock()
 	defer s.epochMu.RUnlock()
 	s.mu.Lock()
 	epoch, offset := s.epoch, s.offset
 	s.mu.Unlock()
-	args[0] = epoch
+	args := []any{epoch, s.cfg.Size, s.cfg.MaxAge.Microseconds(), trimBudget}
+	for _, r := range group {
+		args = append(args, r.args...)
+	}
 	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	res, err := appendScript.Run(cctx, s.rdb, s.keys.list(), args...).Slice()
 	cancel()
 	if err != nil {
-		msg := err.Error()
-		switch {
-		case strings.HasPrefix(msg, errDupPrefix):
+		if msg := err.Error(); strings.HasPrefix(msg, errEpochPrefix) {
 			s.worked()
-			return 0, fmt.Errorf("redisstore: %w: %s", hub.ErrDuplicateID, strings.TrimPrefix(msg, errDupPrefix+" "))
-		case strings.HasPrefix(msg, errEpochPrefix):
-			s.worked()
-			return 0, &lostError{epoch: strings.TrimSpace(strings.TrimPrefix(msg, errEpochPrefix))}
+			answer(&lostError{epoch: strings.TrimSpace(strings.TrimPrefix(msg, errEpochPrefix))})
+			return
 		}
-		return 0, s.failed(ctx, "appending", err)
+		answer(s.failed(ctx, "appending", err))
+		return
 	}
 	s.worked()
-	pos, ok1 := res[0].(int64)
-	micros, err1 := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
-	if len(res) != 3 || !ok1 || err1 != nil || pos < 1 {
-		return 0, s.failed(ctx, "appending", fmt.Errorf("unexpected reply %v", res))
+	micros, err := strconv.ParseInt(fmt.Sprint(res[0]), 10, 64)
+	if len(res) != 2+len(group) || err != nil {
+		answer(s.failed(ctx, "appending", fmt.Errorf("unexpected reply %v", res)))
+		return
 	}
 	t := time.UnixMicro(micros)
-	for i, ev := range evs {
-		ev.Pos, ev.Time = uint64(pos)+uint64(i)+offset, t
-		ev.Prepare()
-	}
-	last := evs[len(evs)-1].Pos
+	outcomes := make([]error, len(group))
 	s.mu.Lock()
-	s.issued = max(s.issued, last+1)
-	if s.epoch == epoch {
-		for _, ev := range evs {
-			s.pending[ev.Pos] = ev
+	for i, r := range group {
+		pos, ok := res[2+i].(int64)
+		if !ok || pos < 1 {
+			dup, _ := res[2+i].(string)
+			outcomes[i] = fmt.Errorf("redisstore: %w: %s", hub.ErrDuplicateID, strings.TrimPrefix(dup, errDupPrefix+" "))
+			continue
 		}
+		for j, ev := range r.evs {
+			ev.Pos, ev.Time = uint64(pos)+uint64(j)+offset, t
+			ev.Prepare()
+			if s.epoch == epoch {
+				s.pending[ev.Pos] = ev
+			}
+		}
+		s.issued = max(s.issued, r.evs[len(r.evs)-1].Pos+1)
 	}
 	s.mu.Unlock()
-	return last, nil
+	for i, r := range group {
+		r.done <- outcomes[i]
+	}
 }
 
 // readBack waits until the reader has read the position last, so that this

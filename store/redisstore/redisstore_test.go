@@ -539,3 +539,45 @@ func TestHubThroughOutage(t *testing.T) {
 	expect("after")
 	waitFor(func() bool { return h.Ready(t.Context()) == nil })
 }
+
+// Appends that arrive together share a script run, each batch all or
+// nothing: of the batches that hold the same ID, one is appended and the
+// others refused as duplicates, whichever run they fall in.
+func TestConcurrentAppendsWithDuplicates(t *testing.T) {
+	t.Parallel()
+	s := open(t, redisstore.Config{})
+	const batches, shared = 64, 4
+	var wg sync.WaitGroup
+	errs := make([]error, batches)
+	for i := range batches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Append(t.Context(), ev(fmt.Sprint("own-", i)), ev(fmt.Sprint("shared-", i%shared)))
+		}()
+	}
+	wg.Wait()
+	won := map[int]int{}
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won[i%shared]++
+		case !errors.Is(err, hub.ErrDuplicateID):
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	for k := range shared {
+		if won[k] != 1 {
+			t.Fatalf("shared-%d was appended by %d batches", k, won[k])
+		}
+	}
+	evs := readAll(t, s)
+	if len(evs) != 2*shared {
+		t.Fatalf("%d events: %v", len(evs), idsOf(evs))
+	}
+	for i, e := range evs {
+		if e.Pos != evs[0].Pos+uint64(i) {
+			t.Fatalf("positions not dense: %v", evs)
+		}
+	}
+}

@@ -50,25 +50,29 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 `)
 
-// appendScript appends one batch, all or nothing.
+// appendScript appends batches of events, each all or nothing: the
+// appends that arrived together, in one run (group commit).
 //
 // ARGV: epoch, maximum length, maximum age in microseconds (0: none),
-// maximum entries trimmed by this call beyond the batch's size, then an
-// event ID and a record per event. With no event it only trims, as the
-// reader has it do while no one appends.
+// maximum entries trimmed by this call beyond the events' number, then for
+// each batch its number of events followed by an event ID and a record per
+// event. With no batch it only trims, as the reader has it do while no one
+// appends.
 //
-// It refuses the batch when the epoch is not ARGV[1], and when an ID is
-// retained or repeated, before writing anything. A history that has its
-// epoch but lost its counter (a partial loss, as bad as a whole one) loses
-// its epoch too, so that every node starts a new one. It returns the
-// position of the first event, the server time in microseconds (as a
-// string: a Lua number would lose digits in the conversion), and the first
-// position retained once it trimmed.
+// It refuses every batch when the epoch is not ARGV[1], before writing
+// anything. A history that has its epoch but lost its counter (a partial
+// loss, as bad as a whole one) loses its epoch too, so that every node
+// starts a new one. A batch with an ID that is retained, repeated within
+// it, or taken by an earlier batch of the call is skipped, the others
+// appended. It returns the server time in microseconds (as a string: a Lua
+// number would lose digits in the conversion), the first position retained
+// once it trimmed, and for each batch the position of its first event, or
+// "HERALDDUP <id>" for a batch it skipped.
 //
 // Trimming drops entries from the front while the stream is longer than
 // the maximum length or its first entry older than the maximum age,
-// reading at most the batch's size plus ARGV[4] entries, so that one call
-// does bounded work; the index loses the dropped IDs with them.
+// reading at most the events' number plus ARGV[4] entries, so that one
+// call does bounded work; the index loses the dropped IDs with them.
 var appendScript = redis.NewScript(`
 local e = redis.call('GET', KEYS[1])
 if e ~= ARGV[1] then
@@ -80,24 +84,44 @@ if not last then
   return redis.error_reply('HERALDEPOCH ')
 end
 last = tonumber(last)
-local n = (#ARGV - 4) / 2
 local seen = {}
-for i = 0, n - 1 do
-  local id = ARGV[5 + 2 * i]
-  if seen[id] or redis.call('HEXISTS', KEYS[5], id) == 1 then
-    return redis.error_reply('HERALDDUP ' .. id)
+local results = {}
+local accepted = {}
+local n = 0
+local i = 5
+while i <= #ARGV do
+  local k = tonumber(ARGV[i])
+  i = i + 1
+  local mine = {}
+  local dup = nil
+  for j = 0, k - 1 do
+    local id = ARGV[i + 2 * j]
+    if seen[id] or mine[id] or redis.call('HEXISTS', KEYS[5], id) == 1 then
+      dup = id
+      break
+    end
+    mine[id] = true
   end
-  seen[id] = true
+  if dup then
+    results[#results + 1] = 'HERALDDUP ' .. dup
+  else
+    for id in pairs(mine) do seen[id] = true end
+    accepted[#accepted + 1] = {i, k, last + n + 1}
+    results[#results + 1] = last + n + 1
+    n = n + k
+  end
+  i = i + 2 * k
 end
 local tm = redis.call('TIME')
 local now = tm[1] .. string.rep('0', 6 - #tm[2]) .. tm[2]
 if n > 0 then last = redis.call('INCRBY', KEYS[2], n) end
-local pos = last - n + 1
-for i = 0, n - 1 do
-  local p = string.format('%d', pos + i)
-  local id = ARGV[5 + 2 * i]
-  redis.call('XADD', KEYS[4], p .. '-0', 'id', id, 't', now, 'r', ARGV[6 + 2 * i])
-  redis.call('HSET', KEYS[5], id, p)
+for _, a in ipairs(accepted) do
+  for j = 0, a[2] - 1 do
+    local p = string.format('%d', a[3] + j)
+    local id = ARGV[a[1] + 2 * j]
+    redis.call('XADD', KEYS[4], p .. '-0', 'id', id, 't', now, 'r', ARGV[a[1] + 2 * j + 1])
+    redis.call('HSET', KEYS[5], id, p)
+  end
 end
 local maxlen = tonumber(ARGV[2])
 local maxage = tonumber(ARGV[3])
@@ -133,5 +157,7 @@ if newfirst ~= first then
   redis.call('XTRIM', KEYS[4], 'MINID', string.format('%d-0', newfirst))
   redis.call('SET', KEYS[3], string.format('%d', newfirst))
 end
-return {pos, now, newfirst}
+local out = {now, newfirst}
+for _, r in ipairs(results) do out[#out + 1] = r end
+return out
 `)

@@ -78,6 +78,9 @@ func (w *Window) Bounds() (first, next uint64) {
 func (w *Window) Advance(first, next uint64, evs ...*hub.Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return // a feeder that has not stopped yet: nothing waits any more
+	}
 	if len(evs) > 0 && (evs[len(evs)-1].Pos != next-1 || evs[0].Pos < w.next) {
 		panic("window: Advance's events do not end at next-1, or go back")
 	}
@@ -146,8 +149,8 @@ func (w *Window) Closed() bool {
 	return w.closed
 }
 
-// Close wakes every waiter; from then on Wait returns hub.ErrClosed. It is
-// idempotent.
+// Close wakes every waiter; from then on Wait returns hub.ErrClosed, and
+// Advance does nothing. It is idempotent.
 func (w *Window) Close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()

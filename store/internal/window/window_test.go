@@ -120,6 +120,7 @@ func TestWait(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 	w.Close()
+	w.Advance(2, 5, events(4, 5)...) // a feeder that has not stopped yet
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if err := New(1, 1, 1, nil).Wait(cctx, 1); !errors.Is(err, context.Canceled) {
