@@ -24,6 +24,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/herald-sse/herald/client"
 	"github.com/herald-sse/herald/hub"
+	"github.com/herald-sse/herald/internal/cutproxy"
 )
 
 // The cluster tests run herald nodes as processes of their own, sharing the
@@ -485,75 +486,6 @@ func (r *privateRedis) restart() {
 	}
 }
 
-// cutProxy forwards TCP connections to a target, until cut: then it closes
-// those open and refuses new ones, until restored.
-type cutProxy struct {
-	target string
-	l      net.Listener
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]bool
-}
-
-func startCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{target: target, l: l, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() { l.Close(); p.setCut(true) })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go p.forward(c)
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) addr() string { return p.l.Addr().String() }
-
-func (p *cutProxy) forward(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
-	p.mu.Lock()
-	if err != nil || p.cut {
-		p.mu.Unlock()
-		c.Close()
-		if up != nil {
-			up.Close()
-		}
-		return
-	}
-	p.conns[c], p.conns[up] = true, true
-	p.mu.Unlock()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
-	<-done
-	c.Close()
-	up.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, up)
-	p.mu.Unlock()
-}
-
-// setCut cuts the proxy (closing every connection open) or restores it.
-func (p *cutProxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-	}
-}
-
 // Redis cut away mid-stream, then back; then restarted, empty. During the
 // cut publications fail at once with 503 (never a false 200), /readyz says
 // so, and subscribers stay connected; once Redis is back every node takes
@@ -563,8 +495,8 @@ func (p *cutProxy) setCut(cut bool) {
 func TestClusterRedisOutage(t *testing.T) {
 	t.Parallel()
 	redis := startPrivateRedis(t)
-	proxy := startCutProxy(t, redis.addr())
-	redisURL := "redis://" + proxy.addr() + "/0"
+	proxy := cutproxy.Start(t, redis.addr())
+	redisURL := "redis://" + proxy.Addr() + "/0"
 	nodes := []*child{startNode(t, redisURL), startNode(t, redisURL)}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -611,7 +543,7 @@ func TestClusterRedisOutage(t *testing.T) {
 		pub(i, fmt.Sprintf("before-%02d", i))
 	}
 
-	proxy.setCut(true)
+	proxy.Cut()
 	for i, n := range nodes {
 		for k := range 3 {
 			id := fmt.Sprintf("refused-%d-%d", i, k)
@@ -624,7 +556,7 @@ func TestClusterRedisOutage(t *testing.T) {
 			t.Fatalf("/readyz while Redis is cut away: %d", status)
 		}
 	}
-	proxy.setCut(false)
+	proxy.Mend()
 	waitReady()
 	for i := range 30 {
 		pub(i, fmt.Sprintf("after-%02d", i))

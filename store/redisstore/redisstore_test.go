@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/herald-sse/herald/hub"
 	"github.com/herald-sse/herald/hub/hubtest"
+	"github.com/herald-sse/herald/internal/cutproxy"
 	"github.com/herald-sse/herald/store/redisstore"
 	"github.com/redis/go-redis/v9"
 )
@@ -283,69 +282,15 @@ func TestLostHistoryTwoNodes(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP connections to Redis until cut, which closes them and
-// refuses new ones until mend.
-type proxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	cut   bool
-	conns []net.Conn
+// newProxy puts a proxy that the test can cut between a store and Redis.
+func newProxy(t *testing.T, target string) proxy {
+	return proxy{cutproxy.Start(t, target)}
 }
 
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln}
-	t.Cleanup(func() { _ = ln.Close(); p.Cut() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.cut {
-				p.mu.Unlock()
-				_ = c.Close()
-				continue
-			}
-			r, err := net.Dial("tcp", target)
-			if err != nil {
-				p.mu.Unlock()
-				_ = c.Close()
-				continue
-			}
-			p.conns = append(p.conns, c, r)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(r, c); _ = r.Close() }()
-			go func() { _, _ = io.Copy(c, r); _ = c.Close() }()
-		}
-	}()
-	return p
-}
+type proxy struct{ *cutproxy.Proxy }
 
-func (p *proxy) URL() string { return "redis://" + p.ln.Addr().String() + "/0" }
-
-// Cut closes every connection and refuses new ones.
-func (p *proxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = true
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-}
-
-// Mend accepts connections again.
-func (p *proxy) Mend() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = false
-}
+// URL is Redis's URL through the proxy.
+func (p proxy) URL() string { return "redis://" + p.Addr() + "/0" }
 
 // When Redis cannot be reached, appends fail with ErrUnavailable (never a
 // false success), Healthy says so, and recent reads go on; once it can,
